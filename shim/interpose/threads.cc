@@ -1,0 +1,125 @@
+// Thread tracking: pthread_create and pthread_exit.
+//
+// Every thread created through the exported pthread_create is registered
+// before it can run user code, so a broadcast reaches it even when /proc is
+// unreachable.  Threads created any other way are found by /proc sweeps.
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include <atomic>
+
+#include "engine/broadcast.h"
+#include "engine/registry.h"
+#include "interpose/export.h"
+#include "sys/raw.h"
+
+namespace psxshim {
+namespace {
+
+using CreateFn = int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+using ExitFn = void (*)(void *);
+
+constinit std::atomic<CreateFn> g_real_create{nullptr};
+constinit std::atomic<ExitFn> g_real_exit{nullptr};
+
+// The slot of the calling thread, -1 if it has none yet.  initial-exec: no
+// lazy allocation, so it is safe wherever pthread functions are.
+__thread int t_slot __attribute__((tls_model("initial-exec"))) = -1;
+
+pthread_key_t g_exit_key;
+pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
+
+template <typename Fn>
+Fn resolve(std::atomic<Fn> &cache, const char *name) {
+    Fn fn = cache.load(std::memory_order_acquire);
+    if (!fn) {
+        // RTLD_NEXT from inside this library: the next definition, never ours.
+        fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+        cache.store(fn, std::memory_order_release);
+    }
+    return fn;
+}
+
+// A thread's slot is freed by a TSD destructor: it runs however the thread
+// ends (return, pthread_exit, cancellation), shortly before the kernel
+// forgets the thread.  If a broadcast targets it after this point, the
+// thread is still found through /proc or answers nothing and is seen gone.
+void on_thread_exit(void *value) {
+    int index = static_cast<int>(reinterpret_cast<long>(value)) - 1;
+    registry::release(index, sys::gettid());
+}
+
+void make_exit_key() { pthread_key_create(&g_exit_key, on_thread_exit); }
+
+void *trampoline(void *p) {
+    int index = static_cast<int>(reinterpret_cast<long>(p));
+    registry::Slot *s = registry::at(index);
+    void *(*start)(void *) = s->start;
+    void *arg = s->arg;
+    unsigned gen = registry::gen_of_state(s->state.load(std::memory_order_acquire));
+    registry::publish(index, gen, sys::gettid());  // unless the parent already did
+    t_slot = index;
+    pthread_setspecific(g_exit_key, reinterpret_cast<void *>(static_cast<long>(index) + 1));
+    return start(arg);
+}
+
+// The calling thread's slot; threads we did not create (the main thread,
+// threads found by /proc) are looked up once.
+int own_slot() {
+    if (t_slot >= 0) return t_slot;
+    int me = sys::gettid();
+    int hw = registry::high_water();
+    for (int i = 0; i < hw; i++) {
+        registry::Slot *s = registry::at(i);
+        if (s && s->tid() == me) return t_slot = i;
+    }
+    return -1;
+}
+
+}  // namespace
+}  // namespace psxshim
+
+using namespace psxshim;
+
+PSX_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *),
+                              void *arg) {
+    engine::ensure_init();
+    CreateFn real = resolve(g_real_create, "pthread_create");
+    if (!real) return EAGAIN;
+    pthread_once(&g_exit_key_once, make_exit_key);
+
+    unsigned gen;
+    int child = registry::reserve(&gen);
+    if (child < 0) return real(thread, attr, start, arg);  // out of memory: /proc sweeps still find it
+    registry::Slot *cs = registry::at(child);
+    cs->start = start;
+    cs->arg = arg;
+
+    // Tell our signal handler where the child's handle will appear, so that a
+    // broadcast that interrupts us after the clone can publish the child.
+    registry::Slot *me = registry::at(own_slot());
+    if (me) {
+        *thread = 0;
+        me->creating_child.store(child, std::memory_order_relaxed);
+        me->creating_gen.store(gen, std::memory_order_relaxed);
+        me->creating.store(thread, std::memory_order_release);
+    }
+    int rc = real(thread, attr, trampoline, reinterpret_cast<void *>(static_cast<long>(child)));
+    if (me) me->creating.store(nullptr, std::memory_order_release);
+
+    if (rc == 0) {
+        int tid = registry::tid_of(*thread);
+        if (tid > 0) registry::publish(child, gen, tid);
+    } else {
+        registry::release(child, registry::kReserved);
+    }
+    engine::after_pthread_create();
+    return rc;
+}
+
+PSX_EXPORT void pthread_exit(void *value) {
+    engine::ensure_init();
+    if (sys::gettid() == sys::getpid()) engine::note_main_thread_exit();
+    resolve(g_real_exit, "pthread_exit")(value);
+    __builtin_unreachable();
+}
