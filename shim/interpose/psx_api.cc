@@ -71,12 +71,44 @@ PSX_EXPORT int psx_set_sensitivity(psx_sensitivity_t level) {
     return -1;
 }
 
+namespace {
+
+// What libcap gets from psx_load_syscalls.  libcap (2.66 as shipped by
+// Debian) reads the result of its hooked prctl and setuid/setgroups calls
+// in the kernel convention -- `if (r < 0) { errno = -r; return -1; }` --
+// while it returns its hooked capset's result to the caller as is.  libpsx
+// hands it the libc convention (-1, errno), which is how cap_drop_bound(999)
+// reports EPERM under libpsx where the kernel said EINVAL.  These adapters
+// set errno and return -errno, except for capset, which returns -1: each of
+// libcap's paths then reports exactly what the kernel said.
+long libcap_result(long nr, long r) {
+    if (r >= 0) return r;
+    errno = static_cast<int>(-r);
+    return nr == SYS_capset ? -1 : r;
+}
+
+long libcap_syscall3(long nr, long a1, long a2, long a3) {
+    auto call = engine::make_call(syscall_name(nr), nr, a1, a2, a3);
+    call.policy = engine::psx_policy();
+    return libcap_result(nr, engine::broadcast(call));
+}
+
+long libcap_syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+    auto call = engine::make_call(syscall_name(nr), nr, a1, a2, a3, a4, a5, a6);
+    call.policy = engine::psx_policy();
+    return libcap_result(nr, engine::broadcast(call));
+}
+
+}  // namespace
+
 // libcap declares this weak and calls it from its constructor: defining it
-// routes cap_set_proc(), cap_setuid() and friends through the engine.
+// routes cap_set_proc(), cap_setuid() and friends through the engine.  (A
+// program calling it itself gets the same adapters; psx_syscall3/6 keep
+// libpsx's syscall(2) convention.)
 PSX_EXPORT void psx_load_syscalls(long (**syscall_fn)(long, long, long, long),
                                   long (**syscall6_fn)(long, long, long, long, long, long, long)) {
-    *syscall_fn = psx_syscall3;
-    *syscall6_fn = psx_syscall6;
+    *syscall_fn = libcap_syscall3;
+    *syscall6_fn = libcap_syscall6;
 }
 
 PSX_EXPORT const char *psxshim_version(void) { return PSXSHIM_VERSION_STRING; }
