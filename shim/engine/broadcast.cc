@@ -31,6 +31,8 @@
 #include "engine/broadcast.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -362,7 +364,7 @@ void send(long i) {
     }
 }
 
-void describe_straggler(const Target *t, const char *what) {
+void describe_straggler(const Target *t, long long waited_ms) {
     int tid = t->tid.load(std::memory_order_relaxed);
     char state[64] = "unknown (no /proc)";
     char blocked[32] = "";
@@ -379,7 +381,8 @@ void describe_straggler(const Target *t, const char *what) {
         ours_blocked = mask & (1UL << (kSignal - 1));
     }
     log::Line l;
-    l << g_req.call->name << ": thread " << tid << ' ' << what << " (State: " << state;
+    l << g_req.call->name << ": thread " << tid << " has not answered after " << static_cast<long>(waited_ms)
+      << " ms (State: " << state;
     if (have_mask) l << "; SigBlk: " << blocked << (ours_blocked ? ", signal 33 blocked" : ", signal 33 not blocked");
     l << ")";
     l.emit();
@@ -430,7 +433,7 @@ void wait_round(long begin, long end, long long start_ns) {
             for (long i = begin; i < end; i++) {
                 Target *t = g_targets.get(i);
                 if (t->state.load(std::memory_order_acquire) == kPending) {
-                    describe_straggler(t, "has not answered after 1 s");
+                    describe_straggler(t, waited_ms);
                     send(i);  // a duplicate is harmless: the handler claims each target once
                 }
             }
@@ -515,6 +518,24 @@ void after_fork_in_child() {
     procfs::reset_in_child(g_pid);
 }
 
+// We run in a process whose pid is not the one we were initialised in, and
+// pthread_atfork's child handler did not run: either a vfork child (sharing
+// the parent's memory -- touching our state would corrupt the parent's) or
+// the child of _Fork() or a raw clone() fork (a private copy).  A vfork
+// child cannot have threads of its own, so a second thread proves a private
+// copy, which is then reset as a fork child.  Returns true if it adopted.
+bool adopt_forked_child() {
+    long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/task"),
+                        O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    long r = sys::call(SYS_fstat, fd, reinterpret_cast<long>(&st));
+    sys::call(SYS_close, fd);
+    if (r < 0 || st.st_nlink <= 3) return false;  // one thread: this one is all there is
+    after_fork_in_child();
+    return true;
+}
+
 long env_long(const char *name, long fallback) {
     const char *v = secure_getenv(name);
     if (!v || !*v) return fallback;
@@ -575,10 +596,9 @@ void ensure_init() {
 long broadcast(const Call &call) {
     ensure_init();
     long long start = sys::now_ns();
-    if (sys::getpid() != g_pid) {
-        // A vfork child (or a child of a raw fork that skipped pthread_atfork):
-        // it shares or copied our memory, but its threads are not ours, so
-        // the call is for this thread alone.
+    if (sys::getpid() != g_pid && !adopt_forked_child()) {
+        // A vfork child shares our memory but not our threads: the call is
+        // for this thread alone, and nothing of ours may be touched.
         return sys::call(call.nr, call.caller_args[0], call.caller_args[1], call.caller_args[2],
                          call.caller_args[3], call.caller_args[4], call.caller_args[5]);
     }
@@ -641,6 +661,12 @@ long broadcast(const Call &call) {
         l.emit();
     }
     return mine;
+}
+
+void before_pthread_create() {
+    // vfork children cannot legally create threads, so a changed pid here
+    // means a fork that skipped pthread_atfork (_Fork, raw clone).
+    if (sys::getpid() != g_pid) after_fork_in_child();
 }
 
 void after_pthread_create() { ensure_handler(); }

@@ -33,7 +33,9 @@ long broadcast(const Call &call);
 // pthread_create before ours has run).
 void ensure_init();
 
-// After the real pthread_create: glibc may have just replaced our handler.
+// Around the real pthread_create: before, notice a fork child that skipped
+// pthread_atfork; after, glibc may have just replaced our signal handler.
+void before_pthread_create();
 void after_pthread_create();
 // Called when the main thread leaves through pthread_exit(): it stays a
 // zombie that can no longer answer signals.

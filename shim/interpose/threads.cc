@@ -87,6 +87,7 @@ PSX_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, voi
     CreateFn real = resolve(g_real_create, "pthread_create");
     if (!real) return EAGAIN;
     pthread_once(&g_exit_key_once, make_exit_key);
+    engine::before_pthread_create();
 
     unsigned gen;
     int child = registry::reserve(&gen);
