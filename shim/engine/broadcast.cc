@@ -36,7 +36,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/random.h>
-#include <sys/uio.h>
 
 #include <atomic>
 
@@ -48,6 +47,18 @@
 #include "sys/signal.h"
 
 namespace psxshim::engine {
+
+// SIGKILL: it cannot be caught, blocked or ignored, so no handler of the
+// program can carry on with threads that disagree about credentials.
+[[noreturn]] void die() {
+    sys::call(SYS_kill, sys::getpid(), SIGKILL);
+    for (;;) sys::call(SYS_exit_group, 127);
+}
+
+void die_with(const char *why) {
+    log::Line() << why;
+    die();
+}
 
 namespace {
 
@@ -285,10 +296,6 @@ void unlock() {
 
 // ---- one broadcast ----------------------------------------------------------
 
-[[noreturn]] void die() {
-    sys::call(SYS_kill, sys::getpid(), SIGKILL);
-    for (;;) sys::call(SYS_exit_group, 127);
-}
 
 long add_target(int tid, int slot) {
     if (!seen_insert(tid)) return -1;
@@ -613,10 +620,8 @@ long broadcast(const Call &call) {
         // the caller included, the same bytes.  process_vm_readv reports a bad
         // pointer instead of faulting; then every thread gets the original
         // pointer and the kernel's EFAULT reaches the caller unchanged.
-        struct iovec local = {g_copy, call.copy_size};
-        struct iovec remote = {reinterpret_cast<void *>(call.args[call.copy_arg]), call.copy_size};
-        long got = sys::call(SYS_process_vm_readv, g_pid, reinterpret_cast<long>(&local), 1,
-                             reinterpret_cast<long>(&remote), 1, 0);
+        long got = sys::copy_from_self(g_copy, reinterpret_cast<const void *>(call.args[call.copy_arg]),
+                                       call.copy_size);
         if (got == static_cast<long>(call.copy_size)) {
             copy.args[call.copy_arg] = reinterpret_cast<long>(g_copy);
             copy.caller_args[call.copy_arg] = reinterpret_cast<long>(g_copy);

@@ -28,6 +28,10 @@ inline Call make_call(const char *name, long nr, long a = 0, long b = 0, long c 
 
 long broadcast(const Call &call);
 
+// The failure policy's last step: one line on stderr, then SIGKILL.
+[[noreturn]] void die();
+[[noreturn]] void die_with(const char *why);
+
 // Run once per process before anything else is used; idempotent and cheap,
 // so every entry point calls it (a library constructor may call
 // pthread_create before ours has run).

@@ -23,12 +23,16 @@ int all_threads(const char *name, long nr, long a = 0, long b = 0, long c = 0, l
     return static_cast<int>(libc_result(broadcast(make_call(name, nr, a, b, c, d, e))));
 }
 
-// Read n bytes of the caller's memory without risking a fault.
+// Read n bytes of the caller's memory without risking a fault; false only if
+// the memory is not readable (the kernel would then say EFAULT too).
 bool read_user(void *dst, const void *src, unsigned long n) {
-    struct iovec local = {dst, n};
-    struct iovec remote = {const_cast<void *>(src), n};
-    return psxshim::sys::call(SYS_process_vm_readv, psxshim::sys::getpid(), reinterpret_cast<long>(&local), 1,
-                              reinterpret_cast<long>(&remote), 1, 0) == static_cast<long>(n);
+    long r = psxshim::sys::copy_from_self(dst, src, n);
+    if (r == static_cast<long>(n)) return true;
+    if (r == -EFAULT || r >= 0) return false;
+    // process_vm_readv itself is unavailable (a seccomp filter, say): the
+    // kernel is about to read the same bytes for the caller, so read them.
+    __builtin_memcpy(dst, src, n);
+    return true;
 }
 
 constexpr long kNgroupsMax = 65536;  // the kernel's NGROUPS_MAX
@@ -114,8 +118,14 @@ PSX_EXPORT int capset(cap_user_header_t hdr, const cap_user_data_t data) noexcep
         if (h.version == _LINUX_CAPABILITY_VERSION_2 || h.version == _LINUX_CAPABILITY_VERSION_3) words = 2;
     }
     if (words == 0 || !read_user(d, data, sizeof d[0] * static_cast<unsigned>(words))) {
-        return static_cast<int>(libc_result(
-            psxshim::sys::call(SYS_capset, reinterpret_cast<long>(hdr), reinterpret_cast<long>(data))));
+        // The kernel refuses these (EFAULT, or EINVAL with the version written
+        // back), so the caller alone asks it.  Should it succeed after all
+        // (the memory was mapped in between), nobody else has the change and
+        // we cannot read what it was: fail closed.
+        long r = psxshim::sys::call(SYS_capset, reinterpret_cast<long>(hdr), reinterpret_cast<long>(data));
+        if (r < 0) return static_cast<int>(libc_result(r));
+        psxshim::engine::die_with("capset: succeeded on memory psxshim could not read; the other threads "
+                                  "kept their capabilities, so the process is being killed");
     }
     __user_cap_header_struct others = {h.version, 0};
     auto call = make_call("capset", SYS_capset, reinterpret_cast<long>(&others), reinterpret_cast<long>(d));

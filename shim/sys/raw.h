@@ -44,6 +44,18 @@ inline long call(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e
 inline int gettid() { return static_cast<int>(call(SYS_gettid)); }
 inline int getpid() { return static_cast<int>(call(SYS_getpid)); }
 
+// process_vm_readv on ourselves: copies n bytes, or reports -EFAULT instead
+// of faulting.  Addressed by our tid, not our pid: once the main thread has
+// called pthread_exit(), the pid names a zombie without an address space.
+inline long copy_from_self(void *dst, const void *src, unsigned long n) {
+    struct {
+        const void *base;
+        unsigned long len;
+    } local = {dst, n}, remote = {src, n};
+    return call(SYS_process_vm_readv, gettid(), reinterpret_cast<long>(&local), 1,
+                reinterpret_cast<long>(&remote), 1, 0);
+}
+
 // Futex operations on a private 32-bit word.  Timeouts are relative.
 long futex_wait(const void *word, unsigned expected, long timeout_ns = -1);
 long futex_wake(const void *word, int count);
