@@ -57,6 +57,8 @@ ThreadCreds read_thread(int tid) {
         else if (k == "Seccomp") v >> c.seccomp;
         else if (k == "SigBlk") v >> std::hex >> c.sig_blk;
     }
+    // A thread that exits while we read leaves an empty file, not zeroes.
+    if (c.state.empty()) throw std::runtime_error("thread " + std::to_string(tid) + " vanished");
     return c;
 }
 
