@@ -3,7 +3,7 @@
 # (with -Wl,-wrap,pthread_create).  Preloaded, psxshim's definitions win, and
 # its debug log must show that its engine ran their broadcasts.
 set -u
-shim=$1
+shim=$1  # the LD_PRELOAD value (under ASan: its runtime, then the shim)
 dir=/usr/lib/x86_64-linux-gnu/libcap2/tests
 status=0
 for t in psx_test libcap_psx_test; do
