@@ -217,14 +217,18 @@ void chain(int sig, siginfo_t *info, void *uc) {
 //    g_targets, and the target must name this very thread.  A stale request
 //    (cookie of a finished broadcast) is dropped.  Anything else -- glibc's
 //    SI_TKILL setxid requests above all -- goes to the previous handler.
-//  - Saves and restores errno (the chained glibc handler may change it).
+//  - Touches errno only around the chained handler, which may change it.
+//    Our own path must not even save and restore it: errno is TLS, and a raw
+//    clone thread made without CLONE_SETTLS shares its creator's, so a
+//    restore after parking would overwrite the errno that the creator has
+//    set since (the differential fuzz test caught exactly that).
 //  - Runs with every signal blocked except the fault signals (sa_mask).
 //  - Installed with SA_RESTART, so restartable system calls it interrupts
 //    are restarted by the kernel.
 void on_signal(int sig, siginfo_t *info, void *uc) {
-    int saved_errno = errno;
     unsigned long v = reinterpret_cast<unsigned long>(info->si_value.sival_ptr);
     if (info->si_code != SI_QUEUE || info->si_pid != g_pid) {
+        int saved_errno = errno;
         chain(sig, info, uc);
         errno = saved_errno;
         return;
@@ -233,7 +237,6 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     long index = static_cast<long>(v & 0xffffffffu);
     if (cookie == 0 || cookie != g_req.cookie.load(std::memory_order_acquire) ||
         index >= g_req.count.load(std::memory_order_acquire)) {
-        errno = saved_errno;
         return;
     }
     Target *t = g_targets.get(index);
@@ -241,7 +244,6 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     int expected = kPending;
     if (!t || t->tid.load(std::memory_order_relaxed) != me ||
         !t->state.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) {
-        errno = saved_errno;
         return;
     }
     unsigned seq = g_req.seq.load(std::memory_order_relaxed);
@@ -258,7 +260,6 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         if (static_cast<int>(rel - seq) >= 0) break;
         sys::futex_wait(&g_req.released, rel);
     }
-    errno = saved_errno;
 }
 
 // Make sure kSignal is ours.  glibc installs its own SIGSETXID handler the
