@@ -1,0 +1,78 @@
+// Helpers shared by the hostile tests: looking at another process's threads
+// from the outside (/proc/<pid>/task), watchdogs, and running a child program
+// with a deadline while capturing its output.
+//
+// Test code only; nothing here goes into libpsxshim.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace hx {
+
+// One thread of any process, read from /proc/<pid>/task/<tid>/status.
+struct TaskCreds {
+    int tid = 0;
+    std::string state;
+    uid_t uid[3] = {};
+    gid_t gid[3] = {};
+    std::vector<gid_t> groups;
+    std::uint64_t inh = 0, prm = 0, eff = 0, bnd = 0, amb = 0;
+    int nnp = 0;
+    std::string key() const;  // everything a broadcast changes
+};
+
+// Every live (not zombie/dead) thread of `pid`.  Empty if /proc/<pid> is gone.
+std::vector<TaskCreds> outside_threads(pid_t pid);
+
+// Compares every live thread of `pid` with thread `ref_tid` (both in the
+// observer's pid namespace).  Returns "" when all agree, else one line per
+// thread that differs.  *count receives the number of live threads seen.
+std::string outside_differences(pid_t pid, int ref_tid, int *count = nullptr);
+
+// A forked process that SIGKILLs the caller's process after `seconds` unless
+// stopped first, printing the state of every thread (State, wchan, syscall)
+// so that a hang is diagnosed rather than just timed out.  It exits by itself
+// when the watched process disappears.
+pid_t start_watchdog(int seconds, const char *what);
+void stop_watchdog(pid_t watchdog);
+
+struct RunResult {
+    bool timed_out = false;  // the deadline passed; the child was SIGKILLed by us
+    int status = 0;          // waitpid status (meaningless if timed_out)
+    std::string out, err;
+    std::string describe() const;  // "exit 0", "killed by signal 9", "still running after ..."
+};
+
+// Environment of this process without LD_PRELOAD (for references and
+// negative controls), plus `extra` ("NAME=value" entries).
+std::vector<std::string> env_without_preload(const std::vector<std::string> &extra = {});
+// Environment of this process plus `extra`.
+std::vector<std::string> env_with(const std::vector<std::string> &extra);
+
+// Runs argv with env, stdout/stderr captured, stdin from /dev/null; after
+// `timeout_s` seconds the child's process is SIGKILLed and timed_out set.
+RunResult run(const std::vector<std::string> &argv, const std::vector<std::string> &env, int timeout_s);
+
+// /proc/self/exe of this process.
+std::string self_exe();
+
+// VmRSS in KiB, and the number of open fds, of this process.
+long rss_kib();
+int fd_count();
+
+// "--name=value" from argv, or fallback.
+std::string arg(int argc, char **argv, const char *name, const std::string &fallback = "");
+bool has_flag(int argc, char **argv, const char *flag);
+
+// Capability bit helpers for the 2-word (v3) capset interface.
+std::uint64_t caps_permitted_of_self();
+// capget + capset (the exported, wrapped capset): remove `cap` from the
+// calling thread's permitted and effective sets.  Returns capset's result.
+int drop_cap(int cap);
+
+}  // namespace hx
