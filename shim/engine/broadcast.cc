@@ -10,12 +10,13 @@
 //      threads than we account for, every thread listed in /proc/self/task.
 //      Each target is sent kSignal with rt_tgsigqueueinfo carrying this
 //      broadcast's cookie and the target's index.
-//   4. A target's handler runs the call, stores its result, answers, and then
-//      parks until the broadcast is over.  Parking is what makes discovery
-//      exact: a parked thread cannot create a thread, so any thread that
-//      appears during the broadcast was created by a thread that had not yet
-//      run the call, carries the old credentials, and needs the call -- it is
-//      found by the next round, and no thread ever runs the call twice.
+//   4. A target's handler runs the call, stores its result and answers.
+//      What it does next depends on how the broadcast can still account for
+//      it (see "Who parks" below): most threads simply return; the others
+//      park until the broadcast is over.  Either way no thread runs the call
+//      twice, and every thread that appears during the broadcast either was
+//      born with the new credentials (its creator had answered) or is found
+//      by the next round.
 //   5. Rounds repeat until every thread the kernel counts is accounted for
 //      (or, without /proc, until the registry holds nobody new).
 //   6. Failure policy: if any target's result differs from the caller's,
@@ -27,6 +28,31 @@
 //      that lowered libpsx's sensitivity get warnings or silence instead.
 //   7. The caller releases the parked threads, drops the lock, restores its
 //      signal mask and returns its own result.
+//
+// Who parks.  A thread that answered and returned to its program can create
+// threads and can exit while the broadcast still runs.  Both are harmless if
+// the broadcast can tell:
+//   - Creation: the pthread_create wrapper gives the child its parent's
+//     registry `applied` seq, read before the clone, and the handler sets
+//     the thread's own `applied` after running the call.  A child whose
+//     `applied` is this broadcast's seq was born with the new credentials
+//     and is counted without being signalled.  A child whose parent answered
+//     inside the wrapper's tiny window, or a raw clone made after answering,
+//     reaches a later round, where the handler first compares the thread's
+//     credentials with the caller's after-call state and runs the call only
+//     if they differ ("conditional" targets).
+//   - Exit: the round-ending check counts /proc/self/task against the
+//     threads we know are alive.  A thread that answered and returned is
+//     counted alive only while its registry slot is still held by it, and a
+//     kTracked slot is freed by the thread's TSD destructor before the thread
+//     dies; so it is never counted after its death, and an unknown thread
+//     can never hide behind a dead one in the count.
+// That needs a call whose effect we can read back (the credential calls;
+// see Check) and a kTracked thread.  Everything else parks: threads found by
+// /proc (raw clones, glibc helpers), the initial thread, generic
+// psx_syscall numbers -- and threads that were running user code when the
+// signal came (busy): they would compete with the caller for a CPU, so
+// sleeping until the end is cheaper for everybody.
 
 #include "engine/broadcast.h"
 
@@ -35,7 +61,10 @@
 #include <sys/stat.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/ucontext.h>
 
 #include <atomic>
 
@@ -70,6 +99,130 @@ namespace {
 // deliveries on to its handler.
 constexpr int kSignal = 33;
 
+// ---- reading a call's effect back -------------------------------------------
+
+// What a credential call changes, read with raw system calls so the signal
+// handler can read it too.  Two threads with equal CredState for a call's
+// Check would be left identical by running the call on both, so a thread
+// whose state already equals the caller's after-call state needs nothing.
+enum class Check : int {
+    kNone,       // unknown effect: every target parks, nobody is conditional
+    kUid,        // set*uid: r/e/s/fs uid, and the capabilities a uid change adjusts
+    kGid,        // set*gid: r/e/s/fs gid
+    kGroups,     // setgroups (up to kMaxGroups; more falls back to kNone)
+    kCaps,       // capset
+    kPrctlGet,   // a prctl whose state one prctl "get" returns (get[] = its arguments)
+    kAmbientAll  // PR_CAP_AMBIENT_CLEAR_ALL: every ambient bit
+};
+
+constexpr int kMaxGroups = 64;
+
+struct CredState {
+    bool ok;
+    int n;                       // values used
+    long v[10];
+    unsigned groups[kMaxGroups];
+};
+
+struct Classified {
+    Check check;
+    long get[3];  // kPrctlGet: prctl(get[0], get[1], get[2], 0, 0)
+};
+
+Classified classify(const Call &c) {
+    switch (c.nr) {
+    case SYS_setuid: case SYS_setreuid: case SYS_setresuid: return {Check::kUid, {}};
+    case SYS_setgid: case SYS_setregid: case SYS_setresgid: return {Check::kGid, {}};
+    case SYS_setgroups:
+        if (c.args[0] >= 0 && c.args[0] <= kMaxGroups) return {Check::kGroups, {}};
+        break;
+    case SYS_capset: return {Check::kCaps, {}};
+    case SYS_prctl:
+        switch (c.args[0]) {
+        case PR_SET_KEEPCAPS: return {Check::kPrctlGet, {PR_GET_KEEPCAPS, 0, 0}};
+        case PR_SET_SECUREBITS: return {Check::kPrctlGet, {PR_GET_SECUREBITS, 0, 0}};
+        case PR_SET_NO_NEW_PRIVS: return {Check::kPrctlGet, {PR_GET_NO_NEW_PRIVS, 0, 0}};
+        case PR_CAPBSET_DROP: return {Check::kPrctlGet, {PR_CAPBSET_READ, c.args[1], 0}};
+        case PR_CAP_AMBIENT:
+            if (c.args[1] == PR_CAP_AMBIENT_RAISE || c.args[1] == PR_CAP_AMBIENT_LOWER) {
+                return {Check::kPrctlGet, {PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c.args[2]}};
+            }
+            if (c.args[1] == PR_CAP_AMBIENT_CLEAR_ALL) return {Check::kAmbientAll, {}};
+            break;
+        }
+        break;
+    }
+    return {Check::kNone, {}};
+}
+
+bool read_caps(CredState *st) {
+    __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2];
+    if (sys::call(SYS_capget, reinterpret_cast<long>(&h), reinterpret_cast<long>(d)) < 0) return false;
+    for (const auto &w : d) {
+        st->v[st->n++] = w.effective;
+        st->v[st->n++] = w.permitted;
+        st->v[st->n++] = w.inheritable;
+    }
+    return true;
+}
+
+// Async-signal-safe: raw system calls on the calling thread only.
+void read_state(const Classified &k, CredState *st) {
+    st->ok = false;
+    st->n = 0;
+    switch (k.check) {
+    case Check::kNone: return;
+    case Check::kUid:
+    case Check::kGid: {
+        unsigned ids[3];
+        bool uid = k.check == Check::kUid;
+        if (sys::call(uid ? SYS_getresuid : SYS_getresgid, reinterpret_cast<long>(&ids[0]),
+                      reinterpret_cast<long>(&ids[1]), reinterpret_cast<long>(&ids[2])) < 0) return;
+        for (unsigned id : ids) st->v[st->n++] = id;
+        st->v[st->n++] = sys::call(uid ? SYS_setfsuid : SYS_setfsgid, -1);  // -1 only reads it
+        if (uid && !read_caps(st)) return;
+        break;
+    }
+    case Check::kGroups: {
+        long n = sys::call(SYS_getgroups, kMaxGroups, reinterpret_cast<long>(st->groups));
+        if (n < 0) return;  // more than kMaxGroups: cannot compare
+        st->v[st->n++] = n;
+        break;
+    }
+    case Check::kCaps:
+        if (!read_caps(st)) return;
+        break;
+    case Check::kPrctlGet:
+        st->v[st->n++] = sys::call(SYS_prctl, k.get[0], k.get[1], k.get[2], 0, 0);
+        break;
+    case Check::kAmbientAll: {
+        unsigned long mask = 0;
+        for (long cap = 0; cap < 64; cap++) {
+            long r = sys::call(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+            if (r < 0) break;  // past the last capability
+            if (r > 0) mask |= 1UL << cap;
+        }
+        st->v[st->n++] = static_cast<long>(mask);
+        break;
+    }
+    }
+    st->ok = true;
+}
+
+bool same_state(const CredState &a, const CredState &b, Check check) {
+    if (!a.ok || !b.ok || a.n != b.n) return false;
+    for (int i = 0; i < a.n; i++) {
+        if (a.v[i] != b.v[i]) return false;
+    }
+    if (check == Check::kGroups) {
+        for (long i = 0; i < a.v[0]; i++) {
+            if (a.groups[i] != b.groups[i]) return false;
+        }
+    }
+    return true;
+}
+
 enum TargetState : int { kPending = 0, kClaimed = 1, kDone = 2, kGone = 3, kZombie = 4 };
 
 struct alignas(64) Target {
@@ -77,7 +230,10 @@ struct alignas(64) Target {
     std::atomic<int> state;
     std::atomic<long> result;
     int slot;       // registry slot, or -1
+    unsigned long long slot_state;  // the slot's state word when targeted
     bool sent;      // the signal was queued (EAGAIN leaves it to the wait loop)
+    bool park;      // must park after answering (see "Who parks")
+    bool conditional;  // run the call only if the thread lacks its effect
 };
 
 // What the handlers read.  Written only by the broadcaster holding the lock,
@@ -89,6 +245,10 @@ struct Request {
     std::atomic<long> count;         // targets [0, count) are valid
     std::atomic<int> pending;        // targets of this round yet to answer (futex)
     std::atomic<unsigned> released;  // last seq whose parked threads may go (futex)
+    std::atomic<int> parked;         // handlers that parked in this broadcast
+    Classified kind;                 // how the call's effect is read back
+    long mine;                       // the caller's result
+    CredState post;                  // the caller's state after its call (conditional targets)
 };
 
 constinit Request g_req{};
@@ -118,6 +278,7 @@ constinit sys::KernelSigaction g_chain{};
 constinit unsigned long long *g_seen = nullptr;
 constinit unsigned long g_seen_cap = 0;  // power of two
 constinit long g_seen_used = 0;
+constinit bool g_post_read = false;  // g_req.post read for this broadcast
 
 // Scratch for /proc listings.  Broadcaster-only.
 constinit int *g_list = nullptr;
@@ -208,6 +369,23 @@ void chain(int sig, siginfo_t *info, void *uc) {
     }
 }
 
+// Whether the signal interrupted user code rather than a system call.  On
+// x86-64 the `syscall` instruction leaves the return address in rcx (and
+// rflags in r11), so a thread signalled in or right after a system call has
+// rcx == rip, or rip + 2 when the kernel rewound rip to restart the call.
+// Registers only: reading the code at rip could fault on execute-only
+// memory.  A heuristic for "busy"; a wrong answer costs time, never
+// correctness.  Elsewhere every thread counts as not busy.
+bool interrupted_user_code(void *uc) {
+#if defined(__x86_64__)
+    const greg_t *g = static_cast<ucontext_t *>(uc)->uc_mcontext.gregs;
+    return g[REG_RCX] != g[REG_RIP] && g[REG_RCX] != g[REG_RIP] + 2;
+#else
+    (void)uc;
+    return false;
+#endif
+}
+
 // The signal handler contract:
 //  - Runs on any thread, including raw-clone threads that share their
 //    parent's TLS: it uses no TLS, no locks, no allocation, no libc state --
@@ -246,15 +424,34 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         !t->state.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) {
         return;
     }
+    // Everything the handler needs from t is read before it answers: once
+    // pending drops to zero the broadcaster may finish and reuse the target.
     unsigned seq = g_req.seq.load(std::memory_order_relaxed);
     const Call *c = g_req.call;
-    long r = sys::call(c->nr, c->args[0], c->args[1], c->args[2], c->args[3], c->args[4], c->args[5]);
-    if (t->slot >= 0) publish_child(t->slot);
+    bool park = t->park || interrupted_user_code(uc);
+    long r;
+    CredState now;
+    if (t->conditional && g_req.post.ok && (read_state(g_req.kind, &now), same_state(now, g_req.post, g_req.kind.check))) {
+        r = g_req.mine;  // born with the effect already: running it again would be a second run
+    } else {
+        r = sys::call(c->nr, c->args[0], c->args[1], c->args[2], c->args[3], c->args[4], c->args[5]);
+    }
+    if (t->slot >= 0) {
+        publish_child(t->slot);
+        // Children this thread creates from now on are born with the effect.
+        // Only our own slot: it cannot be freed under us, since we free it
+        // ourselves (TSD destructor) and the broadcaster frees only the
+        // slots of threads that are gone.
+        registry::Slot *mine = registry::at(t->slot);
+        if (mine && mine->tid() == me) mine->applied.store(seq, std::memory_order_release);
+    }
+    if (park) g_req.parked.fetch_add(1, std::memory_order_relaxed);
     t->result.store(r, std::memory_order_relaxed);
     t->state.store(kDone, std::memory_order_release);
     if (g_req.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) sys::futex_wake(&g_req.pending, 1);
+    if (!park) return;
 
-    // Park: see step 4 of the protocol.
+    // Park until the broadcast is over (see "Who parks").
     for (;;) {
         unsigned rel = g_req.released.load(std::memory_order_acquire);
         if (static_cast<int>(rel - seq) >= 0) break;
@@ -298,7 +495,11 @@ void unlock() {
 // ---- one broadcast ----------------------------------------------------------
 
 
-long add_target(int tid, int slot) {
+// A new target, or -1 if tid is already one (or out of memory is fatal).
+// A conditional target compares its state with the caller's after-call
+// state, which is read here, once, when the first one appears.
+// A target `done` already has the effect and is never signalled.
+long add_target(int tid, int slot, unsigned long long slot_state, bool park, bool conditional, bool done = false) {
     if (!seen_insert(tid)) return -1;
     long i = g_req.count.load(std::memory_order_relaxed);
     Target *t = g_targets.ensure(i);
@@ -306,29 +507,48 @@ long add_target(int tid, int slot) {
         log::Line() << g_req.call->name << ": out of memory for " << i << " threads; ending the process";
         die();
     }
+    if (conditional && !g_post_read) {
+        read_state(g_req.kind, &g_req.post);
+        g_post_read = true;
+    }
     t->tid.store(tid, std::memory_order_relaxed);
-    t->state.store(kPending, std::memory_order_relaxed);
-    t->result.store(0, std::memory_order_relaxed);
+    t->state.store(done ? kDone : kPending, std::memory_order_relaxed);
+    t->result.store(done ? g_req.mine : 0, std::memory_order_relaxed);
     t->slot = slot;
-    t->sent = false;
+    t->slot_state = slot_state;
+    t->sent = done;
+    t->park = park;
+    t->conditional = conditional;
     g_req.count.store(i + 1, std::memory_order_release);
     return i;
 }
 
-// Registered threads not yet targeted.
-void gather_registry(int self) {
+// Registered threads not yet targeted.  `later` is true after the first
+// round, when a thread may have been cloned by one that already answered.
+void gather_registry(int self, bool later) {
+    bool known = g_req.kind.check != Check::kNone;
+    unsigned seq = g_req.seq.load(std::memory_order_relaxed);
     int hw = registry::high_water();
     for (int i = 0; i < hw; i++) {
         registry::Slot *s = registry::at(i);
         if (!s) continue;
-        int tid = s->tid();
-        if (tid > 0 && tid != self) add_target(tid, i);
+        unsigned long long st = s->state.load(std::memory_order_acquire);
+        int tid = registry::tid_of_state(st);
+        if (tid <= 0 || tid == self) continue;
+        unsigned flags = s->flags.load(std::memory_order_acquire);
+        bool free = known && (flags & registry::kTracked) && !(flags & registry::kForeign);
+        bool born_with_it = free && s->applied.load(std::memory_order_acquire) == seq;
+        // Cloned after its parent ran the call: counted, never signalled.
+        add_target(tid, i, st, !free, known && later && !born_with_it, born_with_it);
     }
 }
 
 // Threads listed by /proc not yet targeted; they are also registered, so
-// they stay known if /proc later becomes unreachable.
+// they stay known if /proc later becomes unreachable.  They park, and they
+// are conditional: a raw clone made by a thread that had answered and
+// returned was born with the call's effect.
 void gather_procfs(int self) {
+    bool known = g_req.kind.check != Check::kNone;
     for (;;) {
         long n = procfs::list(g_list, g_list_cap);
         if (n < 0) return;
@@ -336,7 +556,7 @@ void gather_procfs(int self) {
             for (long i = 0; i < n; i++) {
                 int tid = g_list[i];
                 if (tid == self || (tid == g_pid && g_main_exited.load(std::memory_order_relaxed))) continue;
-                if (add_target(tid, -1) >= 0) registry::add_live(tid, registry::kForeign);
+                if (add_target(tid, -1, 0, true, known) >= 0) registry::add_live(tid, registry::kForeign);
             }
             return;
         }
@@ -460,36 +680,60 @@ void wait_round(long begin, long end, long long start_ns) {
     }
 }
 
+// Threads we can vouch for right now, to compare with the kernel's count
+// read just before: zombies, parked threads (alive until released), and
+// threads that answered and returned (or were born with the effect) whose
+// kTracked slot they still hold -- freed before death, so never counted
+// dead.  Any thread the kernel counts beyond these is unknown.
+long accounted() {
+    long n = g_req.count.load(std::memory_order_relaxed);
+    long alive = 0;
+    for (long i = 0; i < n; i++) {
+        Target *t = g_targets.get(i);
+        int s = t->state.load(std::memory_order_acquire);
+        if (s == kZombie) {
+            alive++;
+        } else if (s == kDone) {
+            if (t->park) {
+                alive++;
+            } else {
+                registry::Slot *slot = registry::at(t->slot);
+                alive += slot && slot->state.load(std::memory_order_seq_cst) == t->slot_state;
+            }
+        }
+    }
+    return alive;
+}
+
 // Rounds until nobody new turns up.  Registered threads come first (cheap);
 // /proc is listed only when the kernel's thread count says somebody is
-// missing.  Every thread that answered is parked, so once the count matches
-// the threads we reached, nobody can appear before we release them.
+// missing.  Returns how many threads other than the caller have the effect.
 long run_rounds(int self, long long start_ns) {
-    bool have_proc = procfs::usable(g_pid);
     long begin = 0;
-    long alive = 0;    // targets that answered (parked, so alive until release)
-    long zombies = 0;  // listed by the kernel but unable to answer
     for (;;) {
-        gather_registry(self);
+        gather_registry(self, begin > 0);
         if (g_req.count.load(std::memory_order_relaxed) == begin) {
-            if (!have_proc) break;
-            long kernel = procfs::thread_count();
-            if (kernel == 1 + alive + zombies) break;
+            long kernel = procfs::usable_count(g_pid);
+            if (kernel < 0) break;  // no /proc: the registry is all we have
+            if (kernel == 1 + accounted()) break;
             gather_procfs(self);
         }
         long end = g_req.count.load(std::memory_order_relaxed);
         if (end == begin) break;  // the count included a thread that has exited since
-        g_req.pending.store(static_cast<int>(end - begin), std::memory_order_release);
-        for (long i = begin; i < end; i++) send(i);
-        wait_round(begin, end, start_ns);
+        int pending = 0;
         for (long i = begin; i < end; i++) {
-            int s = g_targets.get(i)->state.load(std::memory_order_acquire);
-            alive += s == kDone;
-            zombies += s == kZombie;
+            pending += g_targets.get(i)->state.load(std::memory_order_relaxed) == kPending;
         }
+        g_req.pending.store(pending, std::memory_order_release);
+        for (long i = begin; i < end; i++) {
+            if (g_targets.get(i)->state.load(std::memory_order_relaxed) == kPending) send(i);
+        }
+        wait_round(begin, end, start_ns);
         begin = end;
     }
-    return alive;
+    long reached = 0;
+    for (long i = 0; i < begin; i++) reached += g_targets.get(i)->state.load(std::memory_order_acquire) == kDone;
+    return reached;
 }
 
 void report_divergence(const Call &call, long mine) {
@@ -639,6 +883,10 @@ long broadcast(const Call &call) {
         g_req.seq.store(seq, std::memory_order_relaxed);
         unsigned cookie = (g_secret ^ (seq * 2654435761u)) | 1u;  // never 0
         g_req.count.store(0, std::memory_order_relaxed);
+        g_req.kind = classify(copy);
+        g_req.mine = mine;
+        g_req.parked.store(0, std::memory_order_relaxed);
+        g_post_read = false;
         g_seen_used = 0;
         g_req.cookie.store(cookie, std::memory_order_release);
 
@@ -647,7 +895,9 @@ long broadcast(const Call &call) {
 
         g_req.cookie.store(0, std::memory_order_release);
         g_req.released.store(seq, std::memory_order_release);
-        sys::futex_wake(&g_req.released, 0x7fffffff);
+        // Handlers count themselves before answering, so after the last
+        // answer this is exact: nobody parked, nobody to wake.
+        if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, 0x7fffffff);
         g_last_threads.store(static_cast<int>(reached + 1), std::memory_order_relaxed);
     }
 

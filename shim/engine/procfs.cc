@@ -94,6 +94,17 @@ long thread_count() {
     return static_cast<long>(st.st_nlink) - g_nlink_base;
 }
 
+long usable_count(int pid) {
+    if (g_fd >= 0) {
+        struct stat st;
+        if (sys::call(SYS_fstat, g_fd, reinterpret_cast<long>(&st)) == 0 && st.st_dev == g_dev &&
+            st.st_ino == g_ino) {
+            return static_cast<long>(st.st_nlink) - g_nlink_base;
+        }
+    }
+    return usable(pid) ? thread_count() : -1;
+}
+
 long list(int *out, long max) {
     if (g_fd < 0) return -1;
     if (sys::call(SYS_lseek, g_fd, 0, SEEK_SET) < 0) return -1;

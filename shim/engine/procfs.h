@@ -21,6 +21,9 @@ bool open_task_dir(int pid);
 bool usable(int pid);
 // Threads in the process according to the kernel, or -1.
 long thread_count();
+// usable() and thread_count() with one fstat in the common case: the count,
+// or -1 if /proc/self/task is unreachable.  Broadcasts use this.
+long usable_count(int pid);
 // List the tids in the process into out[0..max); returns how many, or -1.
 // Must be preceded by usable().
 long list(int *out, long max);

@@ -47,6 +47,7 @@ int reserve(unsigned *gen) {
     int i = claim(gen);
     if (Slot *s = at(i)) {
         s->flags.store(0, std::memory_order_relaxed);
+        s->applied.store(0, std::memory_order_relaxed);
         s->creating.store(nullptr, std::memory_order_relaxed);
     }
     return i;
@@ -58,6 +59,7 @@ int add_live(int tid, unsigned flags) {
     Slot *s = at(i);
     if (!s) return -1;
     s->flags.store(flags, std::memory_order_relaxed);
+    s->applied.store(0, std::memory_order_relaxed);
     s->creating.store(nullptr, std::memory_order_relaxed);
     publish(i, gen, tid);
     return i;

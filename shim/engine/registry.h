@@ -20,7 +20,11 @@ namespace psxshim::registry {
 inline constexpr int kFree = 0;
 inline constexpr int kReserved = -1;
 
-enum : unsigned { kForeign = 1u };
+enum : unsigned {
+    kForeign = 1u,  // found by a /proc sweep, not seen being born
+    kTracked = 2u,  // runs our TSD destructor, which frees the slot before
+                    // the thread dies (set by the pthread_create trampoline)
+};
 
 // A slot's state word packs a generation (high 32 bits, bumped by every
 // reserve) with the tid (low 32 bits: 0 free, -1 reserved, > 0 the thread), so
@@ -35,6 +39,12 @@ inline unsigned long long make_state(unsigned gen, int tid) {
 struct alignas(64) Slot {
     std::atomic<unsigned long long> state;
     std::atomic<unsigned> flags;
+    // The last broadcast (seq) whose call this thread's credentials already
+    // include: set by the thread's own signal handler after it ran the call,
+    // and given to a child at pthread_create, before the clone, from the
+    // parent's own value -- a child cloned after its parent ran the call was
+    // born with the new credentials.  0 = none.  See broadcast.cc.
+    std::atomic<unsigned> applied;
     int tid() const { return tid_of_state(state.load(std::memory_order_acquire)); }
     // While this slot's thread runs the real pthread_create: where glibc
     // writes the child's handle (zeroed by us first), and the child's slot.

@@ -59,7 +59,11 @@ void *trampoline(void *p) {
     unsigned gen = registry::gen_of_state(s->state.load(std::memory_order_acquire));
     registry::publish(index, gen, sys::gettid());  // unless the parent already did
     t_slot = index;
-    pthread_setspecific(g_exit_key, reinterpret_cast<void *>(static_cast<long>(index) + 1));
+    if (pthread_setspecific(g_exit_key, reinterpret_cast<void *>(static_cast<long>(index) + 1)) == 0) {
+        // From now on the slot is freed before this thread can die, which
+        // lets a broadcast count it without parking it (broadcast.cc).
+        s->flags.fetch_or(registry::kTracked, std::memory_order_release);
+    }
     return start(arg);
 }
 
@@ -99,6 +103,11 @@ PSX_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, voi
     // Tell our signal handler where the child's handle will appear, so that a
     // broadcast that interrupts us after the clone can publish the child.
     registry::Slot *me = registry::at(own_slot());
+    // Read before the clone: if our handler has run the current broadcast's
+    // call by now, the child is born with its effect (see Slot::applied).
+    // If the handler runs later, the child may or may not have it; it stays
+    // 0 and the broadcast checks the child's credentials instead.
+    cs->applied.store(me ? me->applied.load(std::memory_order_acquire) : 0, std::memory_order_release);
     if (me) {
         *thread = 0;
         me->creating_child.store(child, std::memory_order_relaxed);

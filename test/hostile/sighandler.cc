@@ -39,6 +39,7 @@ constexpr long kFinal = 0x5eed;
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_final_done{false};
+std::atomic<bool> g_release_a{false};  // A stays alive until its state was checked
 std::atomic<long> g_handler_calls{0};     // wrapped calls made by handlers
 std::atomic<long> g_handler_failures{0};
 std::atomic<long> g_handler_runs{0};
@@ -99,7 +100,7 @@ void *thread_a(void *arg) {
         g_loop_calls.fetch_add(1, std::memory_order_relaxed);
         if (rc != 0) g_loop_failures.fetch_add(1, std::memory_order_relaxed);
     }
-    while (!g_final_done.load()) usleep(1000);
+    while (!g_final_done.load() || !g_release_a.load()) usleep(1000);
     return nullptr;
 }
 
@@ -169,12 +170,16 @@ int main(int argc, char **argv) {
     sigval v;
     v.sival_int = static_cast<int>(kFinal);
     pthread_sigqueue(a, SIGUSR1, v);
-    pthread_join(a, nullptr);
+    while (!g_final_done.load()) usleep(1000);
     // Let any SIGUSR1 still pending on the main thread run now.
     usleep(10000);
 
+    // Thread A is still alive here: without the shim it is the one thread
+    // that lost CAP_NET_RAW, which is what the negative control must see.
     std::string diff = pt::differences();
     bool net_raw_gone = !((hx::caps_permitted_of_self() >> CAP_NET_RAW) & 1);
+    g_release_a.store(true);
+    pthread_join(a, nullptr);
     hx::stop_watchdog(wd);
     std::printf("thread A wrapped calls: %ld (%ld failed, all threads' loops), main thread calls: %ld\n",
                 g_loop_calls.load(), g_loop_failures.load(), main_calls);
