@@ -269,6 +269,8 @@ constinit std::atomic<unsigned> g_lock{0};
 
 // glibc's (or anyone's) previous action for kSignal, to chain to.
 constinit sys::KernelSigaction g_chain{};
+// A real handler (glibc's) has been adopted into g_chain.
+constinit std::atomic<bool> g_adopted_glibc{false};
 
 // ---- targets and the per-broadcast tid set -------------------------------
 
@@ -467,6 +469,10 @@ void ensure_handler() {
     if (sys::sigaction(kSignal, nullptr, &cur) < 0) return;
     if (cur.handler == reinterpret_cast<unsigned long>(&on_signal)) return;
     g_chain = cur;
+    if (cur.handler != reinterpret_cast<unsigned long>(SIG_DFL) &&
+        cur.handler != reinterpret_cast<unsigned long>(SIG_IGN)) {
+        g_adopted_glibc.store(true, std::memory_order_release);
+    }
     sys::KernelSigaction act{};
     act.handler = reinterpret_cast<unsigned long>(&on_signal);
     act.flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
@@ -925,7 +931,12 @@ void before_pthread_create() {
     if (sys::getpid() != g_pid) after_fork_in_child();
 }
 
-void after_pthread_create() { ensure_handler(); }
+void after_pthread_create() {
+    // glibc installs its SIGSETXID handler once per process, at its first
+    // thread creation; once we have adopted it there is nothing left to
+    // check here, and create+join stays free of an rt_sigaction per call.
+    if (!g_adopted_glibc.load(std::memory_order_acquire)) ensure_handler();
+}
 
 void note_main_thread_exit() { g_main_exited.store(true, std::memory_order_release); }
 
