@@ -259,6 +259,7 @@ constinit std::atomic<int> g_init{0};
 constinit int g_pid = 0;
 constinit unsigned g_secret = 0;
 constinit long g_timeout_ms = 10000;
+constinit int g_cpus = 1;  // CPUs this process may run on, read at start-up
 constinit std::atomic<bool> g_main_exited{false};
 constinit std::atomic<int> g_last_threads{0};
 constinit std::atomic<int> g_psx_policy{static_cast<int>(Policy::kKill)};
@@ -450,7 +451,11 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     if (park) g_req.parked.fetch_add(1, std::memory_order_relaxed);
     t->result.store(r, std::memory_order_relaxed);
     t->state.store(kDone, std::memory_order_release);
-    if (g_req.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) sys::futex_wake(&g_req.pending, 1);
+    // Wake the caller at the last answer, and also when only as many are
+    // left as other CPUs can run at once: it then spins for those instead
+    // of paying its own wake-up after them (see spin_for_answers).
+    int left = g_req.pending.fetch_sub(1, std::memory_order_acq_rel) - 1;
+    if (left == 0 || left == g_cpus - 1) sys::futex_wake(&g_req.pending, 1);
     if (!park) return;
 
     // Park until the broadcast is over (see "Who parks").
@@ -644,15 +649,45 @@ void check_straggler(Target *t, long long waited_ms) {
     }
 }
 
+// Before the caller sleeps: when the threads still to answer can all run at
+// once on the other CPUs, their answers are microseconds away, and sleeping
+// would add the caller's own wake-up from an idle CPU (tens of microseconds
+// on virtual machines) to every small broadcast.  So spin, briefly and with
+// a bound, on the answer counter.  Never with more pending threads than
+// other CPUs -- they would need this CPU -- and never with sched_yield.
+constexpr long long kSpinNs = 50000;
+
+void spin_for_answers() {
+    long long deadline = sys::now_ns() + kSpinNs;
+    for (unsigned i = 1;; i++) {
+        if (g_req.pending.load(std::memory_order_acquire) <= 0) return;
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+        if ((i & 63) == 0 && sys::now_ns() > deadline) return;
+    }
+}
+
 void wait_round(long begin, long end, long long start_ns) {
     long long backoff_ns = 1000000;  // exiting threads never answer; look for them early
     bool diagnosed = false;
     long diag_ms = g_timeout_ms > 0 && g_timeout_ms < 1000 ? g_timeout_ms : 1000;
+    bool spun = false;
     for (;;) {
         int p = g_req.pending.load(std::memory_order_acquire);
         if (p <= 0) return;
-        sys::futex_wait(&g_req.pending, static_cast<unsigned>(p), static_cast<long>(backoff_ns));
+        if (p < g_cpus && !spun) {
+            spun = true;
+            spin_for_answers();
+            continue;
+        }
+        long r = sys::futex_wait(&g_req.pending, static_cast<unsigned>(p), static_cast<long>(backoff_ns));
         if (g_req.pending.load(std::memory_order_acquire) <= 0) return;
+        // Woken early (answers came in) or the count moved: wait on.  The
+        // checks below run when the wait times out, i.e. answers stopped.
+        if (r != -ETIMEDOUT) continue;
         long long waited_ms = (sys::now_ns() - start_ns) / 1000000;
         for (long i = begin; i < end; i++) {
             Target *t = g_targets.get(i);
@@ -812,6 +847,12 @@ void init_once() {
     g_timeout_ms = env_long("PSXSHIM_TIMEOUT_MS", g_timeout_ms);
     if (getrandom(&g_secret, sizeof g_secret, GRND_NONBLOCK) != sizeof g_secret) {
         g_secret = static_cast<unsigned>(sys::now_ns()) ^ static_cast<unsigned>(g_pid) * 2654435761u;
+    }
+    unsigned long cpus[16] = {};  // up to 1,024 CPUs
+    if (sys::call(SYS_sched_getaffinity, 0, sizeof cpus, reinterpret_cast<long>(cpus)) > 0) {
+        int n = 0;
+        for (unsigned long w : cpus) n += __builtin_popcountl(w);
+        g_cpus = n > 0 ? n : 1;
     }
     int self = sys::gettid();
     registry::add_live(self, 0);
