@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Driver of the all-thread call benchmark (see BENCHMARKS.md).
+
+Runs psxbench processes -- one per (method, thread state, thread count, round),
+methods interleaved so that drift of the machine hits all of them alike -- and
+writes:
+
+  results/results.csv   median, p99, mean, min per (state, threads, method),
+                        with ratios to glibc and to the hand-written bound
+  results/verify.csv    the verification pass (every thread really changed)
+  results/create.csv    pthread_create + join with and without the shim
+  results/syscalls.csv  system calls per all-thread call (strace -f -c)
+  results/mem.csv       descriptors, RSS and allocations across 10^4 calls
+  results/syscost.csv   one raw system call of each method on one thread
+  results/machine.txt   the machine and the run's parameters
+  results/summary.md    all of the above as markdown tables
+
+and then calls plot.py for the PNG.  Standard library only.
+
+Environment knobs: PSXBENCH_QUICK=1 (threads 1,16,64 only, short budget),
+PSXBENCH_BUDGET_MS (time per cell, all rounds together; default 3000),
+PSXBENCH_ROUNDS (default 2), PSXBENCH_STATES (e.g. "idle,io").
+"""
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+METHODS = ["glibc", "hand", "libpsx", "shim-setresuid", "shim-capset", "shim-keepcaps"]
+SHIM_METHODS = ["shim-setresuid", "shim-capset", "shim-keepcaps"]
+LABELS = {
+    "glibc": "glibc setresuid",
+    "hand": "hand-written (lower bound)",
+    "libpsx": "libpsx 2.66",
+    "shim-setresuid": "psxshim setresuid",
+    "shim-capset": "psxshim capset",
+    "shim-keepcaps": "psxshim prctl(KEEPCAPS)",
+}
+STATES = {
+    "idle": [1, 4, 16, 64, 256, 1024],
+    "io": [1, 4, 16, 64, 256, 1024],
+    "busy": [1, 4, 16, 64],
+}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+class Runner:
+    def __init__(self, args):
+        self.a = args
+
+    def cmd(self, method, argv, alloc=False):
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        if method == "libpsx":
+            exe = self.a.bench_libpsx
+        elif alloc:
+            exe = self.a.bench_alloc
+        else:
+            exe = self.a.bench
+        if method in SHIM_METHODS:
+            env["LD_PRELOAD"] = self.a.shim
+        return [exe] + argv, env
+
+    def run(self, method, argv, alloc=False, timeout=600, wrap=()):
+        cmd, env = self.cmd(method, argv, alloc)
+        p = subprocess.run(list(wrap) + cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if p.returncode not in (0, 1):
+            raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr.strip()))
+        return p
+
+    def samples(self, method, argv):
+        p = self.run(method, argv)
+        for line in p.stdout.splitlines():
+            if line.startswith("samples_ns"):
+                return [int(x) for x in line.split()[1:]]
+        raise RuntimeError("no samples from %s %s: %s" % (method, argv, p.stderr))
+
+
+def pct(sorted_v, q):
+    # nearest rank
+    if not sorted_v:
+        return float("nan")
+    k = max(0, min(len(sorted_v) - 1, int(round(q * len(sorted_v) + 0.5)) - 1))
+    return sorted_v[k]
+
+
+def stats_us(v):
+    s = sorted(v)
+    return {
+        "samples": len(s),
+        "median_us": statistics.median(s) / 1000.0,
+        "p99_us": pct(s, 0.99) / 1000.0,
+        "mean_us": statistics.fmean(s) / 1000.0,
+        "min_us": s[0] / 1000.0,
+    }
+
+
+def machine_info(args):
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = "%d MiB" % (int(f.readline().split()[1]) // 1024)
+    except OSError:
+        pass
+    libpsx = "?"
+    try:
+        libpsx = subprocess.run(["pkg-config", "--modversion", "libpsx"], capture_output=True,
+                                text=True).stdout.strip() or "?"
+    except OSError:
+        pass
+    return [
+        ("date", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
+        ("cpus (nproc)", str(os.cpu_count())),
+        ("cpu model", model),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("glibc", os.confstr("CS_GNU_LIBC_VERSION")),
+        ("libpsx", libpsx),
+        ("load average at start", " ".join("%.2f" % x for x in os.getloadavg())),
+    ]
+
+
+def fmt(x):
+    if x != x:
+        return "-"
+    if x >= 1000:
+        return "{:,.0f}".format(x)
+    if x >= 100:
+        return "%.0f" % x
+    if x >= 10:
+        return "%.1f" % x
+    return "%.2f" % x
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--bench-alloc", required=True)
+    ap.add_argument("--bench-libpsx")
+    ap.add_argument("--shim", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--plot")
+    ap.add_argument("--png")
+    args = ap.parse_args()
+    quick = os.environ.get("PSXBENCH_QUICK") == "1"
+    budget = int(os.environ.get("PSXBENCH_BUDGET_MS", "600" if quick else "3000"))
+    rounds = int(os.environ.get("PSXBENCH_ROUNDS", "2"))
+    states = dict(STATES)
+    if quick:
+        states = {s: [n for n in c if n in (1, 16, 64)] for s, c in states.items()}
+    if os.environ.get("PSXBENCH_STATES"):
+        states = {s: states[s] for s in os.environ["PSXBENCH_STATES"].split(",")}
+    methods = [m for m in METHODS if m != "libpsx" or args.bench_libpsx]
+    os.makedirs(args.results, exist_ok=True)
+    r = Runner(args)
+    t_start = time.time()
+    info = machine_info(args)
+    info += [("budget per cell", "%d ms over %d interleaved rounds (separate processes)" % (budget, rounds)),
+             ("quick", str(quick))]
+
+    # ---- 1. verification: every thread changed ---------------------------
+    log("== verification pass")
+    vrows = []
+    vcounts = {"idle": [1, 64, 1024], "io": [1, 64, 1024], "busy": [4, 64]}
+    for state, counts in vcounts.items():
+        if state not in states:
+            continue
+        for n in counts:
+            for m in methods + ["raw"]:
+                if m == "raw" and n != 64:
+                    continue
+                p = r.run(m, ["verify", m, state, str(n)])
+                words = (p.stdout.split() + ["?", "?", "?", "?"])[:4]
+                ok = words[1]
+                expect = "FAIL" if m == "raw" else "ok"
+                vrows.append({"state": state, "threads": n, "method": m, "result": ok,
+                              "threads_checked": words[2], "threads_wrong": words[3],
+                              "expected": expect, "pass": ok == expect})
+                if ok != expect:
+                    log("  UNEXPECTED: %s %s %d -> %s\n%s" % (m, state, n, ok, p.stderr))
+    with open(os.path.join(args.results, "verify.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(vrows[0].keys()))
+        w.writeheader()
+        w.writerows(vrows)
+    log("   %d checks, %d as expected" % (len(vrows), sum(v["pass"] for v in vrows)))
+
+    # ---- 2. timing ---------------------------------------------------------
+    log("== timing (budget %d ms per cell, %d rounds)" % (budget, rounds))
+    per_round = max(1, budget // rounds)
+    results = {}
+    for state, counts in states.items():
+        for n in counts:
+            acc = {m: [] for m in methods}
+            for rd in range(rounds):
+                order = methods if rd % 2 == 0 else list(reversed(methods))
+                for m in order:
+                    # Busy threads make a call cost up to a second (each
+                    # thread waits for its turn on the CPU): fewer samples.
+                    min_iters = "5" if state == "busy" else "15"
+                    acc[m] += r.samples(m, ["time", m, state, str(n), str(per_round), min_iters, "2500"])
+            for m in methods:
+                results[(state, n, m)] = stats_us(acc[m])
+            line = "  %-4s %5d  " % (state, n) + "  ".join(
+                "%s=%s" % (m, fmt(results[(state, n, m)]["median_us"])) for m in methods)
+            log(line + "   [%.0fs]" % (time.time() - t_start))
+    rows = []
+    for (state, n, m), s in results.items():
+        g = results[(state, n, "glibc")]["median_us"]
+        h = results[(state, n, "hand")]["median_us"]
+        row = {"state": state, "threads": n, "method": m}
+        row.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in s.items()})
+        row["ratio_glibc"] = round(s["median_us"] / g, 3)
+        row["ratio_hand"] = round(s["median_us"] / h, 3)
+        row["p99_ratio_glibc"] = round(s["p99_us"] / results[(state, n, "glibc")]["p99_us"], 3)
+        rows.append(row)
+    with open(os.path.join(args.results, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+
+    # ---- 3. pthread_create + join -------------------------------------------
+    log("== pthread_create + join")
+    crows = []
+    for pin in (0, 1):
+        acc = {False: [], True: []}
+        for rep in range(4):
+            for shim in ((False, True) if rep % 2 == 0 else (True, False)):
+                m = "shim-setresuid" if shim else "glibc"
+                acc[shim] += r.samples(m, ["create", "3000", str(pin)])
+        for shim in (False, True):
+            s = stats_us(acc[shim])
+            crows.append({"pinned": pin, "shim": int(shim), "samples": s["samples"],
+                          "min_us": round(s["min_us"], 2), "p10_us": round(pct(sorted(acc[shim]), 0.10) / 1000, 2),
+                          "median_us": round(s["median_us"], 2), "p99_us": round(s["p99_us"], 2)})
+        base, withs = crows[-2], crows[-1]
+        log("  pinned=%d  no shim min %.2f med %.2f | shim min %.2f med %.2f" % (
+            pin, base["min_us"], base["median_us"], withs["min_us"], withs["median_us"]))
+    with open(os.path.join(args.results, "create.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(crows[0].keys()))
+        w.writeheader()
+        w.writerows(crows)
+
+    # ---- 4. syscalls per call (strace) ----------------------------------------
+    srows = []
+    strace = shutil.which("strace")
+    if strace:
+        log("== system calls per call (strace -f -c, 4 idle threads)")
+        lo, hi = 200, 1200
+        for m in methods:
+            counts = []
+            for iters in (lo, hi):
+                out = os.path.join(args.results, ".strace.tmp")
+                r.run(m, ["time", m, "idle", "4", "0", str(iters), str(iters)],
+                      wrap=[strace, "-f", "-c", "-U", "calls,name", "-o", out])
+                c = {}
+                with open(out) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) == 2 and parts[0].isdigit() and parts[1] != "total":
+                            c[parts[1]] = int(parts[0])
+                os.unlink(out)
+                counts.append(c)
+            for name in sorted(set(counts[0]) | set(counts[1])):
+                d = (counts[1].get(name, 0) - counts[0].get(name, 0)) / float(hi - lo)
+                if abs(d) >= 0.05:
+                    srows.append({"method": m, "threads": 4, "syscall": name, "per_call": round(d, 2)})
+        with open(os.path.join(args.results, "syscalls.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["method", "threads", "syscall", "per_call"])
+            w.writeheader()
+            w.writerows(srows)
+
+    # ---- 5. memory, descriptors, allocations ----------------------------------
+    log("== memory / descriptors / allocations across 10^4 calls")
+    mrows = []
+    for m in ["glibc"] + SHIM_METHODS:
+        for n in (16, 1024):
+            iters = 10000 if n == 16 else 300
+            p = r.run(m, ["mem", m, str(n), str(iters)], alloc=True)
+            line = [l for l in p.stdout.splitlines() if l.startswith("mem ")][0]
+            row = {"method": m}
+            row.update(dict(kv.split("=") for kv in line.split()[1:]))
+            mrows.append(row)
+            log("  " + line)
+    with open(os.path.join(args.results, "mem.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(mrows[0].keys()))
+        w.writeheader()
+        w.writerows(mrows)
+
+    # ---- 6. what the kernel charges per thread for each method's call --------
+    log("== one raw system call on one thread")
+    krows = []
+    for rep in range(3):
+        p = r.run("glibc", ["syscost", "200000"])
+        line = [l for l in p.stdout.splitlines() if l.startswith("syscost ")][0]
+        krows.append({k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])})
+    kcost = {k: statistics.median(row[k] for row in krows) for k in krows[0]}
+    log("  " + "  ".join("%s=%.0f ns" % kv for kv in kcost.items()))
+    with open(os.path.join(args.results, "syscost.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["syscall", "ns_per_call"])
+        for k, v in kcost.items():
+            w.writerow([k, round(v)])
+
+    info.append(("wall time of the run", "%.0f s" % (time.time() - t_start)))
+    with open(os.path.join(args.results, "machine.txt"), "w") as f:
+        for k, v in info:
+            f.write("%s: %s\n" % (k, v))
+
+    write_summary(args, info, states, methods, results, vrows, crows, srows, mrows, kcost)
+    log("== wrote %s (%.0f s)" % (args.results, time.time() - t_start))
+
+    if args.plot and args.png:
+        plot(args)
+
+
+def write_summary(args, info, states, methods, results, vrows, crows, srows, mrows, kcost):
+    L = []
+    L.append("## Machine\n")
+    L += ["- %s: %s" % kv for kv in info]
+    L.append("")
+    shim_cols = [m for m in methods if m in SHIM_METHODS]
+    for state, counts in states.items():
+        L.append("### %s threads: median µs per call (p99)\n" % state)
+        L.append("| extra threads | " + " | ".join(LABELS[m] for m in methods) + " |")
+        L.append("|---:|" + "---:|" * len(methods))
+        for n in counts:
+            cells = ["%s (%s)" % (fmt(results[(state, n, m)]["median_us"]), fmt(results[(state, n, m)]["p99_us"]))
+                     for m in methods]
+            L.append("| %d | %s |" % (n, " | ".join(cells)))
+        L.append("")
+        L.append("### %s threads: ratio of medians to glibc / to the hand-written bound\n" % state)
+        others = [m for m in methods if m != "glibc"]
+        L.append("| extra threads | " + " | ".join(LABELS[m] for m in others) + " | targets met |")
+        L.append("|---:|" + "---:|" * len(others) + ":---|")
+        for n in counts:
+            g = results[(state, n, "glibc")]["median_us"]
+            h = results[(state, n, "hand")]["median_us"]
+            cells = []
+            for m in others:
+                v = results[(state, n, m)]["median_us"]
+                cells.append("%.2f× / %.2f×" % (v / g, v / h))
+            # glibc's broadcast exists only for the set*id calls, so the
+            # like-for-like comparison is psxshim's setresuid; capset and
+            # keep-caps are shown against it too, with their own verdict.
+            met = []
+            su = results[(state, n, "shim-setresuid")]["median_us"]
+            met.append("setresuid ≤ glibc " + ("yes" if su <= g else "no"))
+            worst = max(results[(state, n, m)]["median_us"] for m in shim_cols)
+            met.append("all ≤ glibc " + ("yes" if worst <= g else "no"))
+            if "libpsx" in methods:
+                met.append("all < libpsx " + ("yes" if worst < results[(state, n, "libpsx")]["median_us"] else "no"))
+            L.append("| %d | %s | %s |" % (n, " | ".join(cells), ", ".join(met)))
+        L.append("")
+    L.append("### Verification pass\n")
+    bad = [v for v in vrows if not v["pass"]]
+    L.append("%d checks (methods × states × 1/64/1,024 threads, plus a `raw` caller-only negative control "
+             "that must fail); %d unexpected.\n" % (len(vrows), len(bad)))
+    L.append("| state | threads | " + " | ".join(methods + ["raw"]) + " |")
+    L.append("|---|---:|" + "---|" * (len(methods) + 1))
+    keys = sorted({(v["state"], v["threads"]) for v in vrows}, key=lambda k: (list(STATES).index(k[0]), k[1]))
+    for st, n in keys:
+        cells = []
+        for m in methods + ["raw"]:
+            hit = [v for v in vrows if v["state"] == st and v["threads"] == n and v["method"] == m]
+            cells.append(("%s (%s/%s wrong)" % (hit[0]["result"], hit[0]["threads_wrong"], hit[0]["threads_checked"]))
+                         if hit else "")
+        L.append("| %s | %d | %s |" % (st, n, " | ".join(cells)))
+    L.append("")
+    L.append("### pthread_create + join of a trivial thread (µs)\n")
+    L.append("| pinned to one CPU | shim | samples | min | p10 | median | p99 |")
+    L.append("|---|---|---:|---:|---:|---:|---:|")
+    for c in crows:
+        L.append("| %s | %s | %d | %.2f | %.2f | %.2f | %.2f |" % ("yes" if c["pinned"] else "no",
+                 "LD_PRELOAD" if c["shim"] else "none", c["samples"], c["min_us"], c["p10_us"],
+                 c["median_us"], c["p99_us"]))
+    for pin in (0, 1):
+        b = [c for c in crows if c["pinned"] == pin and not c["shim"]][0]
+        s = [c for c in crows if c["pinned"] == pin and c["shim"]][0]
+        L.append("\n%s: min %+.1f%%, median %+.1f%% with the shim." % (
+            "pinned" if pin else "unpinned", 100 * (s["min_us"] / b["min_us"] - 1),
+            100 * (s["median_us"] / b["median_us"] - 1)))
+    L.append("")
+    if srows:
+        L.append("### System calls per all-thread call (strace -f -c, caller + 4 idle threads)\n")
+        names = sorted({s["syscall"] for s in srows})
+        L.append("| method | " + " | ".join(names) + " | total |")
+        L.append("|---|" + "---:|" * (len(names) + 1))
+        for m in methods:
+            d = {s["syscall"]: s["per_call"] for s in srows if s["method"] == m}
+            L.append("| %s | %s | %.1f |" % (m, " | ".join(("%.2g" % d[n]) if n in d else "" for n in names),
+                                          sum(d.values())))
+        L.append("")
+    L.append("### One raw system call on one thread (ns, median of 3 × 200,000)\n")
+    L.append("| setresuid(0,0,0) | capset (current sets) | prctl(PR_SET_KEEPCAPS) |")
+    L.append("|---:|---:|---:|")
+    L.append("| %.0f | %.0f | %.0f |" % (kcost["setresuid"], kcost["capset"], kcost["keepcaps"]))
+    L.append("\nEvery thread of a broadcast pays its call's cost: at N threads, capset costs about "
+             "N × %.1f µs more than setresuid in the kernel alone.\n" % ((kcost["capset"] - kcost["setresuid"]) / 1000))
+    L.append("### Descriptors, memory and allocations across many calls (after 200 warm-up calls)\n")
+    L.append("| method | threads | calls | malloc-family calls | fds before → after | VmRSS kB before → after "
+             "| VmSize kB before → after | µs/call |")
+    L.append("|---|---:|---:|---:|---|---|---|---:|")
+    for m in mrows:
+        L.append("| %s | %s | %s | %s | %s → %s | %s → %s | %s → %s | %s |" % (
+            m["method"], m["threads"], m["iters"], m["allocs"], m["fds_before"], m["fds_after"],
+            m["rss_kb_before"], m["rss_kb_after"], m["vmsize_kb_before"], m["vmsize_kb_after"], m["us_per_call"]))
+    L.append("")
+    with open(os.path.join(args.results, "summary.md"), "w") as f:
+        f.write("\n".join(L))
+
+
+def plot(args):
+    # plot.py needs matplotlib; the interpreter running us may not have it
+    # (e.g. a pyenv python), Debian's python3-matplotlib lives in /usr/bin.
+    for py in (sys.executable, "/usr/bin/python3"):
+        if not py or not os.path.exists(py):
+            continue
+        ok = subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0
+        if ok:
+            subprocess.run([py, args.plot, os.path.join(args.results, "results.csv"), args.png], check=True)
+            log("== plot: %s" % args.png)
+            return
+    log("== no matplotlib (apt-get install python3-matplotlib); skipped the plot. Later: "
+        "python3 %s %s %s" % (args.plot, os.path.join(args.results, "results.csv"), args.png))
+
+
+if __name__ == "__main__":
+    main()
