@@ -222,7 +222,15 @@ int main(int argc, char **argv) {
         ok = false, std::printf("FAIL: a wrapped call failed\n");
     if (g_created.load() == 0 || g_delivered.load() == 0 || g_glibc_calls.load() == 0)
         ok = false, std::printf("FAIL: a background activity never ran\n");
+#if defined(__SANITIZE_ADDRESS__)
+    // ASan keeps freed memory in its quarantine (256 MiB) and grows shadow
+    // and per-thread state with every thread it sees, so RSS says nothing
+    // about the shim there; the plain build holds it to the limit.
+    std::printf("note: AddressSanitizer build: RSS growth not checked (ASan's quarantine grows by design); "
+                "the plain build checks it\n");
+#else
     if (rss2 - rss1 >= 2048) ok = false, std::printf("FAIL: RSS grew by %ld KiB (limit 2048)\n", rss2 - rss1);
+#endif
     if (fds2 != fds1) ok = false, std::printf("FAIL: fd count changed from %d to %d\n", fds1, fds2);
     if (!ok) return 1;
     return pt::finish(expect, diff, "soak, final capset reaches every thread");

@@ -137,8 +137,15 @@ void prctl_cases(int cap, int cap_not_inh, bool root) {
     if (cap_not_inh >= 0)
         both("prctl(PR_CAP_AMBIENT, RAISE, not inheritable)", PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap_not_inh, 0, 0,
              fail(EPERM));
-    // PR_SET_NAME passes straight through; same return and errno.
+    // PR_SET_NAME passes straight through; same return and errno.  Not
+    // under AddressSanitizer: its prctl interceptor, which runs before ours,
+    // copies the name after the call and faults on the bad pointer itself.
+#if defined(__SANITIZE_ADDRESS__)
+    std::printf("note: AddressSanitizer build: prctl(PR_SET_NAME, bad pointer) left out (ASan's interceptor "
+                "dereferences it); the plain build checks it\n");
+#else
     both("prctl(PR_SET_NAME, bad pointer)", PR_SET_NAME, 8, 0, 0, 0, fail(EFAULT));
+#endif
 }
 
 void capset_cases(bool root, int other_tid) {
