@@ -485,6 +485,18 @@ void ensure_handler() {
     sys::sigaction(kSignal, &act, nullptr);
 }
 
+// ensure_handler() for the hot paths (every broadcast, every pthread_create).
+// glibc installs its SIGSETXID handler once per process, when it creates its
+// first thread -- through pthread_create or for one of its own helpers,
+// which we do not see -- so until we have adopted it every call checks.
+// After that nobody can legitimately replace ours (glibc's sigaction refuses
+// signal 33), and create+join and each broadcast stay free of an
+// rt_sigaction.  A raw rt_sigaction that replaces it anyway makes threads
+// stop answering; wait_round's one-second diagnosis reinstalls it.
+void ensure_handler_until_adopted() {
+    if (!g_adopted_glibc.load(std::memory_order_acquire)) ensure_handler();
+}
+
 // ---- the lock and the caller's mask ----------------------------------------
 
 void lock() {
@@ -924,7 +936,7 @@ long broadcast(const Call &call) {
 
     long reached = 0;
     if (mine >= 0) {
-        ensure_handler();
+        ensure_handler_until_adopted();
         g_req.call = &copy;
         unsigned seq = g_req.seq.load(std::memory_order_relaxed) + 1;
         g_req.seq.store(seq, std::memory_order_relaxed);
@@ -972,12 +984,7 @@ void before_pthread_create() {
     if (sys::getpid() != g_pid) after_fork_in_child();
 }
 
-void after_pthread_create() {
-    // glibc installs its SIGSETXID handler once per process, at its first
-    // thread creation; once we have adopted it there is nothing left to
-    // check here, and create+join stays free of an rt_sigaction per call.
-    if (!g_adopted_glibc.load(std::memory_order_acquire)) ensure_handler();
-}
+void after_pthread_create() { ensure_handler_until_adopted(); }
 
 void note_main_thread_exit() { g_main_exited.store(true, std::memory_order_release); }
 
