@@ -113,11 +113,17 @@ PSX_EXPORT int capset(cap_user_header_t hdr, const cap_user_data_t data) noexcep
     __user_cap_header_struct h;
     __user_cap_data_struct d[2];
     int words = 0;
-    if (read_user(&h, hdr, sizeof h)) {
+    // The usual call, a v3 header and its two data words, takes one read of
+    // both; anything short of all of it (a v1 header with one word before an
+    // unmapped page, a bad pointer) is read again piece by piece below.
+    const psxshim::sys::IoSpan local[2] = {{&h, sizeof h}, {d, sizeof d}};
+    const psxshim::sys::IoSpan remote[2] = {{hdr, sizeof h}, {data, sizeof d}};
+    bool have_data = psxshim::sys::copy_from_self(local, remote, 2) == static_cast<long>(sizeof h + sizeof d);
+    if (have_data || read_user(&h, hdr, sizeof h)) {
         if (h.version == _LINUX_CAPABILITY_VERSION_1) words = 1;
         if (h.version == _LINUX_CAPABILITY_VERSION_2 || h.version == _LINUX_CAPABILITY_VERSION_3) words = 2;
     }
-    if (words == 0 || !read_user(d, data, sizeof d[0] * static_cast<unsigned>(words))) {
+    if (words == 0 || (!have_data && !read_user(d, data, sizeof d[0] * static_cast<unsigned>(words)))) {
         // The kernel refuses these (EFAULT, or EINVAL with the version written
         // back), so the caller alone asks it.  Should it succeed after all
         // (the memory was mapped in between), nobody else has the change and
