@@ -15,9 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ORDER = ["glibc", "hand", "libpsx", "shim-setresuid", "shim-capset", "shim-keepcaps"]
+ORDER = ["glibc", "glibc-commit", "hand", "libpsx", "shim-setresuid", "shim-capset", "shim-keepcaps"]
 LABELS = {
     "glibc": "glibc setresuid",
+    "glibc-commit": "glibc setresuid, committing",
     "hand": "hand-written lower bound",
     "libpsx": "libpsx 2.66",
     "shim-setresuid": "psxshim setresuid",
@@ -26,6 +27,7 @@ LABELS = {
 }
 STYLE = {
     "glibc": dict(color="black", marker="o"),
+    "glibc-commit": dict(color="black", marker="o", linestyle="-.", markerfacecolor="none"),
     "hand": dict(color="grey", marker="s", linestyle="--"),
     "libpsx": dict(color="tab:red", marker="^"),
     "shim-setresuid": dict(color="tab:blue", marker="D"),

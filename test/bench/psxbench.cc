@@ -12,6 +12,9 @@
 //
 // Methods (each names how one call reaches every thread):
 //   glibc           glibc's own setresuid(0,0,0) broadcast (no shim loaded)
+//   glibc-commit    glibc's setresuid broadcast toggling the saved uid 0/4242,
+//                   so that every thread commits new credentials -- the same
+//                   kernel work per thread as capset and PR_SET_KEEPCAPS
 //   hand            minimal hand-written broadcast: tgkill each thread once,
 //                   the handler makes the syscall and decrements a counter,
 //                   the last one wakes the caller's futex (lower bound)
@@ -254,7 +257,7 @@ int hand_setresuid(long r, long e, long s) {
 
 // ---- methods ------------------------------------------------------------------
 
-enum class Method { kGlibc, kHand, kShimSetresuid, kShimCapset, kShimKeepcaps, kLibpsx, kRaw };
+enum class Method { kGlibc, kGlibcCommit, kHand, kShimSetresuid, kShimCapset, kShimKeepcaps, kLibpsx, kRaw };
 
 struct MethodName {
     const char *name;
@@ -262,6 +265,7 @@ struct MethodName {
 };
 constexpr MethodName kMethods[] = {
     {"glibc", Method::kGlibc},
+    {"glibc-commit", Method::kGlibcCommit},
     {"hand", Method::kHand},
     {"shim-setresuid", Method::kShimSetresuid},
     {"shim-capset", Method::kShimCapset},
@@ -315,6 +319,7 @@ void check_environment(Method m) {
 int do_setresuid(Method m, long r, long e, long s) {
     switch (m) {
     case Method::kGlibc:
+    case Method::kGlibcCommit:
     case Method::kShimSetresuid:
     case Method::kShimKeepcaps:  // verification only
         return setresuid(static_cast<uid_t>(r), static_cast<uid_t>(e), static_cast<uid_t>(s));
@@ -336,6 +341,7 @@ int do_setresuid(Method m, long r, long e, long s) {
 struct __user_cap_header_struct g_cap_hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 struct __user_cap_data_struct g_caps[2];
 int g_keep = 0;
+int g_suid_toggle = 0;
 
 // One timed call of method m.
 inline int call_once(Method m) {
@@ -345,6 +351,9 @@ inline int call_once(Method m) {
     case Method::kShimKeepcaps:
         g_keep ^= 1;
         return prctl(PR_SET_KEEPCAPS, g_keep, 0, 0, 0);
+    case Method::kGlibcCommit:
+        g_suid_toggle ^= 1;
+        return setresuid(0, 0, g_suid_toggle ? 4242 : 0);
     default:
         return do_setresuid(m, 0, 0, 0);
     }
@@ -579,8 +588,9 @@ int run_mem(Method m, int n, long iters) {
 //
 // The timed methods do not all make the same system call: setresuid(0,0,0)
 // changes nothing and the kernel returns early, while capset and
-// PR_SET_KEEPCAPS always prepare and commit a new set of credentials.  This
-// puts a number on that difference, which every thread of a broadcast pays.
+// PR_SET_KEEPCAPS always prepare and commit a new set of credentials, as does
+// setresuid toggling the saved uid (glibc-commit).  This puts a number on
+// that difference, which every thread of a broadcast pays.
 int run_syscost(long iters) {
     __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct d[2];
@@ -594,7 +604,9 @@ int run_syscost(long iters) {
     double su = per_call([](long) { syscall(SYS_setresuid, 0, 0, 0); });
     double cs = per_call([&](long) { syscall(SYS_capset, &h, d); });
     double kc = per_call([](long i) { syscall(SYS_prctl, PR_SET_KEEPCAPS, i & 1, 0, 0, 0); });
-    printf("syscost setresuid=%.0f capset=%.0f keepcaps=%.0f\n", su, cs, kc);
+    double sc = per_call([](long i) { syscall(SYS_setresuid, 0, 0, (i & 1) ? 4242 : 0); });
+    syscall(SYS_setresuid, 0, 0, 0);
+    printf("syscost setresuid=%.0f capset=%.0f keepcaps=%.0f setresuid_commit=%.0f\n", su, cs, kc, sc);
     return 0;
 }
 
