@@ -26,9 +26,8 @@
 //      thread that does not answer is named after one second and, after
 //      PSXSHIM_TIMEOUT_MS, treated the same way.  Only psx_syscall() callers
 //      that lowered libpsx's sensitivity get warnings or silence instead.
-//   7. The caller releases the parked threads (the busy ones lazily, see
-//      "Release" below), drops the lock, restores its signal mask and
-//      returns its own result.
+//   7. The caller releases the parked threads, drops the lock, restores its
+//      signal mask and returns its own result.
 //
 // Who parks.  A thread that answered and returned to its program can create
 // threads and can exit while the broadcast still runs.  Both are harmless if
@@ -54,17 +53,6 @@
 // psx_syscall numbers -- and threads that were running user code when the
 // signal came (busy): they would compete with the caller for a CPU, so
 // sleeping until the end is cheaper for everybody.
-//
-// Release.  Threads that parked while blocked in a system call are woken as
-// the broadcast ends; they go straight back to sleep in that call.  Busy
-// ones are not: woken, they would take the CPU ahead of the caller (woken
-// sleepers preempt it), and with 16 busy threads the caller then waited a
-// whole scheduling round, tens of ms, before it could return.  Unless they
-// and the caller fit on the CPUs at once, they wait on
-// their own word, `released_busy`, and leave when their futex wait times
-// out (every kParkRecheckNs, so at most that long after the end) or when
-// the next broadcast, having queued its own signals, wakes them to take
-// the new request at once.
 
 #include "engine/broadcast.h"
 
@@ -235,8 +223,6 @@ bool same_state(const CredState &a, const CredState &b, Check check) {
     return true;
 }
 
-constexpr long kParkRecheckNs = 1000000;  // 1 ms
-
 enum TargetState : int { kPending = 0, kClaimed = 1, kDone = 2, kGone = 3, kZombie = 4 };
 
 struct alignas(64) Target {
@@ -258,11 +244,8 @@ struct Request {
     std::atomic<unsigned> cookie;    // high half of si_value; 0 = none running
     std::atomic<long> count;         // targets [0, count) are valid
     std::atomic<int> pending;        // targets of this round yet to answer (futex)
-    std::atomic<unsigned> released;       // last seq whose parked threads may go (futex)
-    std::atomic<unsigned> released_busy;  // the same, for threads that parked busy (futex)
-    std::atomic<int> parked;              // handlers that parked in this broadcast, idle
-    std::atomic<int> parked_busy;         // ... and busy
-    int left_parked_busy;                 // busy parked threads of the last broadcast, not woken
+    std::atomic<unsigned> released;  // last seq whose parked threads may go (futex)
+    std::atomic<int> parked;         // handlers that parked in this broadcast
     Classified kind;                 // how the call's effect is read back
     long mine;                       // the caller's result
     CredState post;                  // the caller's state after its call (conditional targets)
@@ -451,8 +434,8 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // Busy threads park only when the process has more threads than CPUs:
     // otherwise nobody competes with the caller, and a thread put to sleep
     // would only answer the next broadcast later, from an idle CPU.
-    bool busy = interrupted_user_code(uc) && g_req.count.load(std::memory_order_relaxed) >= g_cpus;
-    bool park = t->park || busy;
+    bool park = t->park ||
+                (interrupted_user_code(uc) && g_req.count.load(std::memory_order_relaxed) >= g_cpus);
     long r;
     CredState now;
     if (t->conditional && g_req.post.ok && (read_state(g_req.kind, &now), same_state(now, g_req.post, g_req.kind.check))) {
@@ -469,7 +452,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         registry::Slot *mine = registry::at(t->slot);
         if (mine && mine->tid() == me) mine->applied.store(seq, std::memory_order_release);
     }
-    if (park) (busy ? g_req.parked_busy : g_req.parked).fetch_add(1, std::memory_order_relaxed);
+    if (park) g_req.parked.fetch_add(1, std::memory_order_relaxed);
     t->result.store(r, std::memory_order_relaxed);
     t->state.store(kDone, std::memory_order_release);
     // Wake the caller at the last answer, and also when only as many are
@@ -479,12 +462,11 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     if (left == 0 || left == g_cpus - 1) sys::futex_wake(&g_req.pending, 1);
     if (!park) return;
 
-    // Park until the broadcast is over (see "Who parks" and "Release").
-    std::atomic<unsigned> &word = busy ? g_req.released_busy : g_req.released;
+    // Park until the broadcast is over (see "Who parks").
     for (;;) {
-        unsigned rel = word.load(std::memory_order_acquire);
+        unsigned rel = g_req.released.load(std::memory_order_acquire);
         if (static_cast<int>(rel - seq) >= 0) break;
-        sys::futex_wait(&word, rel, busy ? kParkRecheckNs : -1);
+        sys::futex_wait(&g_req.released, rel);
     }
 }
 
@@ -802,13 +784,6 @@ long run_rounds(int self, long long start_ns) {
         for (long i = begin; i < end; i++) {
             if (g_targets.get(i)->state.load(std::memory_order_relaxed) == kPending) send(i);
         }
-        if (g_req.left_parked_busy > 0) {
-            // The last broadcast's busy parked threads: their new signal is
-            // queued, so waking them now gets it answered instead of waiting
-            // for their recheck (see "Release").
-            g_req.left_parked_busy = 0;
-            sys::futex_wake(&g_req.released_busy, 0x7fffffff);
-        }
         wait_round(begin, end, start_ns);
         begin = end;
     }
@@ -846,8 +821,6 @@ void after_fork_in_child() {
     g_lock.store(0, std::memory_order_relaxed);
     g_req.cookie.store(0, std::memory_order_relaxed);
     g_req.released.store(g_req.seq.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    g_req.released_busy.store(g_req.seq.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    g_req.left_parked_busy = 0;
     g_main_exited.store(false, std::memory_order_relaxed);
     registry::reset_in_child(g_pid);
     procfs::reset_in_child(g_pid);
@@ -975,7 +948,6 @@ long broadcast(const Call &call) {
         g_req.kind = classify(copy);
         g_req.mine = mine;
         g_req.parked.store(0, std::memory_order_relaxed);
-        g_req.parked_busy.store(0, std::memory_order_relaxed);
         g_post_read = false;
         g_seen_used = 0;
         g_req.cookie.store(cookie, std::memory_order_release);
@@ -985,17 +957,9 @@ long broadcast(const Call &call) {
 
         g_req.cookie.store(0, std::memory_order_release);
         g_req.released.store(seq, std::memory_order_release);
-        g_req.released_busy.store(seq, std::memory_order_release);
         // Handlers count themselves before answering, so after the last
-        // answer these counts are exact: nobody parked, nobody to wake.
+        // answer this is exact: nobody parked, nobody to wake.
         if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, 0x7fffffff);
-        int busy = g_req.parked_busy.load(std::memory_order_acquire);
-        g_req.left_parked_busy = busy;
-        if (busy > 0 && busy < g_cpus) {
-            // They and the caller fit on the CPUs: nobody is preempted.
-            g_req.left_parked_busy = 0;
-            sys::futex_wake(&g_req.released_busy, 0x7fffffff);
-        }
         g_last_threads.store(static_cast<int>(reached + 1), std::memory_order_relaxed);
     }
 
