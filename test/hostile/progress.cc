@@ -66,6 +66,9 @@ int main(int argc, char **argv) {
 
     pthread_t spinners[kSpinners - 1], bc;
     for (long i = 1; i < kSpinners; i++) pthread_create(&spinners[i - 1], nullptr, spinner, reinterpret_cast<void *>(i));
+    for (int s = 1; s < kSpinners; s++) {
+        while (g_count[s].load(std::memory_order_relaxed) == 0) usleep(1000);  // every one is spinning
+    }
     pthread_create(&bc, nullptr, broadcaster, nullptr);
     spin(0, g_done);
     pthread_join(bc, nullptr);
@@ -85,6 +88,10 @@ int main(int argc, char **argv) {
     hx::stop_watchdog(wd);
 
     if (g_failed_calls || last != 0) return std::printf("FAIL: a wrapped call failed\n"), 1;
-    if (starved) return std::printf("FAIL: %d of %d busy threads made no progress during the broadcasts\n", starved, kSpinners), 1;
+    // Without the shim the 1,000 calls take microseconds, too short a window
+    // to expect every spinner on a CPU; the control only shows the divergence.
+    if (starved && expect == pt::Expect::kUniform) {
+        return std::printf("FAIL: %d of %d busy threads made no progress during the broadcasts\n", starved, kSpinners), 1;
+    }
     return pt::finish(expect, diff, "busy threads progress between broadcasts, final capset reaches every thread");
 }
