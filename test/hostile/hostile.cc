@@ -1,5 +1,7 @@
 #include "hostile.h"
 
+#include "creds.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -280,6 +282,19 @@ std::uint64_t caps_permitted_of_self() {
 }
 
 extern "C" int capset(cap_user_header_t, const cap_user_data_t);
+
+int require_root_with(std::initializer_list<int> caps) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    if (geteuid() != 0) return pt::skip("needs root (CI runs as root)");
+    std::uint64_t prm = caps_permitted_of_self();
+    for (int cap : caps) {
+        if (!((prm >> cap) & 1)) {
+            std::printf("capability %d is not in the permitted set at start\n", cap);
+            return pt::skip("a capability this test drops is not held");
+        }
+    }
+    return -1;
+}
 
 int drop_cap(int cap) {
     __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};

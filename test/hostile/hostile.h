@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -74,5 +75,11 @@ std::uint64_t caps_permitted_of_self();
 // capget + capset (the exported, wrapped capset): remove `cap` from the
 // calling thread's permitted and effective sets.  Returns capset's result.
 int drop_cap(int cap);
+
+// The common start of a test that changes credentials: line-buffered
+// stdout, then a skip (77, with the reason printed) unless we are root and
+// the permitted set holds every capability in `caps`.  Returns -1 to go on,
+// or the exit status to return.
+int require_root_with(std::initializer_list<int> caps);
 
 }  // namespace hx

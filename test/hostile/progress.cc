@@ -58,10 +58,8 @@ void *broadcaster(void *) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    setvbuf(stdout, nullptr, _IOLBF, 0);
     pt::Expect expect = pt::parse_expect(argc, argv);
-    if (geteuid() != 0) return pt::skip("needs root (CI runs as root)");
-    if (!((hx::caps_permitted_of_self() >> CAP_NET_RAW) & 1)) return pt::skip("CAP_NET_RAW not held at start");
+    if (int rc = hx::require_root_with({CAP_NET_RAW}); rc >= 0) return rc;
     pid_t wd = hx::start_watchdog(240, "progress");
 
     pthread_t spinners[kSpinners - 1], bc;

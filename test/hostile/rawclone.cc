@@ -33,10 +33,8 @@ std::string raw_disagreements() {
 }  // namespace
 
 int main(int argc, char **argv) {
-    setvbuf(stdout, nullptr, _IOLBF, 0);
     pt::Expect expect = pt::parse_expect(argc, argv);
-    if (geteuid() != 0) return pt::skip("needs root (CI runs as root)");
-    if (!((hx::caps_permitted_of_self() >> CAP_NET_RAW) & 1)) return pt::skip("CAP_NET_RAW not held at start");
+    if (int rc = hx::require_root_with({CAP_NET_RAW}); rc >= 0) return rc;
     pid_t wd = hx::start_watchdog(60, "rawclone");
 
     pt::Sleepers sleepers(2);

@@ -133,11 +133,8 @@ void *thread_c(void *) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    setvbuf(stdout, nullptr, _IOLBF, 0);
     pt::Expect expect = pt::parse_expect(argc, argv);
-    if (geteuid() != 0) return pt::skip("needs root (CI runs as root)");
-    std::uint64_t prm = hx::caps_permitted_of_self();
-    if (!((prm >> CAP_NET_RAW) & 1) || !((prm >> CAP_SYS_NICE) & 1)) return pt::skip("needs CAP_NET_RAW and CAP_SYS_NICE");
+    if (int rc = hx::require_root_with({CAP_NET_RAW, CAP_SYS_NICE}); rc >= 0) return rc;
     g_shim = pt::shim_loaded();
     long iterations = std::atol(hx::arg(argc, argv, "iterations", "20000").c_str());
     pid_t wd = hx::start_watchdog(90, "signal-handler test (a deadlock?)");
