@@ -1,7 +1,5 @@
 #include "hostile.h"
 
-#include "creds.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -19,6 +17,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include "creds.h"
 
 extern char **environ;
 
