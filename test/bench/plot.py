@@ -15,12 +15,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ORDER = ["glibc", "glibc-commit", "hand", "libpsx", "shim-setresuid", "shim-capset", "shim-keepcaps"]
+ORDER = ["glibc", "glibc-commit", "hand", "libpsx", "libpsx-capset", "libpsx-keepcaps",
+         "shim-setresuid", "shim-capset", "shim-keepcaps"]
 LABELS = {
     "glibc": "glibc setresuid",
     "glibc-commit": "glibc setresuid, committing",
     "hand": "hand-written lower bound",
-    "libpsx": "libpsx 2.66",
+    "libpsx": "libpsx 2.66 setresuid",
+    "libpsx-capset": "libpsx 2.66 capset",
+    "libpsx-keepcaps": "libpsx 2.66 prctl(KEEPCAPS)",
     "shim-setresuid": "psxshim setresuid",
     "shim-capset": "psxshim capset",
     "shim-keepcaps": "psxshim prctl(KEEPCAPS)",
@@ -30,6 +33,8 @@ STYLE = {
     "glibc-commit": dict(color="black", marker="o", linestyle="-.", markerfacecolor="none"),
     "hand": dict(color="grey", marker="s", linestyle="--"),
     "libpsx": dict(color="tab:red", marker="^"),
+    "libpsx-capset": dict(color="tab:orange", marker="v", linestyle="--"),
+    "libpsx-keepcaps": dict(color="tab:brown", marker="x", linestyle="--"),
     "shim-setresuid": dict(color="tab:blue", marker="D"),
     "shim-capset": dict(color="tab:green", marker="v"),
     "shim-keepcaps": dict(color="tab:purple", marker="x"),

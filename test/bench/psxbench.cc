@@ -23,6 +23,10 @@
 //   shim-keepcaps   prctl(PR_SET_KEEPCAPS) toggling 1/0, through psxshim
 //   libpsx          psx_syscall3(SYS_setresuid, 0, 0, 0) of libpsx, linked
 //                   with its pkg-config flags (psxbench-libpsx build only)
+//   libpsx-capset   psx_syscall3(SYS_capset, ...) re-applying the current sets
+//   libpsx-keepcaps psx_syscall6(SYS_prctl, PR_SET_KEEPCAPS, 1/0, 0, 0, 0)
+//                   (both psxbench-libpsx build only: the same calls as the
+//                   shim's, for a like-for-like comparison)
 //   raw             the syscall on the calling thread only (negative control
 //                   for the verification pass; never timed)
 //
@@ -257,7 +261,18 @@ int hand_setresuid(long r, long e, long s) {
 
 // ---- methods ------------------------------------------------------------------
 
-enum class Method { kGlibc, kGlibcCommit, kHand, kShimSetresuid, kShimCapset, kShimKeepcaps, kLibpsx, kRaw };
+enum class Method {
+    kGlibc,
+    kGlibcCommit,
+    kHand,
+    kShimSetresuid,
+    kShimCapset,
+    kShimKeepcaps,
+    kLibpsx,
+    kLibpsxCapset,
+    kLibpsxKeepcaps,
+    kRaw
+};
 
 struct MethodName {
     const char *name;
@@ -271,6 +286,8 @@ constexpr MethodName kMethods[] = {
     {"shim-capset", Method::kShimCapset},
     {"shim-keepcaps", Method::kShimKeepcaps},
     {"libpsx", Method::kLibpsx},
+    {"libpsx-capset", Method::kLibpsxCapset},
+    {"libpsx-keepcaps", Method::kLibpsxKeepcaps},
     {"raw", Method::kRaw},
 };
 
@@ -289,6 +306,10 @@ State parse_state(const char *s) {
     _exit(2);
 }
 
+bool is_libpsx(Method m) {
+    return m == Method::kLibpsx || m == Method::kLibpsxCapset || m == Method::kLibpsxKeepcaps;
+}
+
 bool is_shim(Method m) {
     return m == Method::kShimSetresuid || m == Method::kShimCapset || m == Method::kShimKeepcaps;
 }
@@ -304,13 +325,13 @@ void check_environment(Method m) {
         _exit(2);
     }
 #ifdef PSXBENCH_LIBPSX
-    if (m != Method::kLibpsx) {
-        fprintf(stderr, "psxbench-libpsx runs the libpsx method only\n");
+    if (!is_libpsx(m)) {
+        fprintf(stderr, "psxbench-libpsx runs the libpsx methods only\n");
         _exit(2);
     }
 #else
-    if (m == Method::kLibpsx) {
-        fprintf(stderr, "psxbench: libpsx needs the psxbench-libpsx build\n");
+    if (is_libpsx(m)) {
+        fprintf(stderr, "psxbench: the libpsx methods need the psxbench-libpsx build\n");
         _exit(2);
     }
 #endif
@@ -326,6 +347,8 @@ int do_setresuid(Method m, long r, long e, long s) {
     case Method::kHand:
         return hand_setresuid(r, e, s);
     case Method::kLibpsx:
+    case Method::kLibpsxCapset:   // verification only
+    case Method::kLibpsxKeepcaps:
 #ifdef PSXBENCH_LIBPSX
         return static_cast<int>(psx_syscall3(SYS_setresuid, r, e, s));
 #else
@@ -343,14 +366,35 @@ struct __user_cap_data_struct g_caps[2];
 int g_keep = 0;
 int g_suid_toggle = 0;
 
+// capset and PR_SET_KEEPCAPS of a shim or libpsx method.
+int do_capset(Method m, struct __user_cap_data_struct *d) {
+#ifdef PSXBENCH_LIBPSX
+    if (is_libpsx(m)) {
+        return static_cast<int>(psx_syscall3(SYS_capset, reinterpret_cast<long>(&g_cap_hdr), reinterpret_cast<long>(d), 0));
+    }
+#endif
+    (void)m;
+    return capset(&g_cap_hdr, d);
+}
+
+int do_keepcaps(Method m, int v) {
+#ifdef PSXBENCH_LIBPSX
+    if (is_libpsx(m)) return static_cast<int>(psx_syscall6(SYS_prctl, PR_SET_KEEPCAPS, v, 0, 0, 0, 0));
+#endif
+    (void)m;
+    return prctl(PR_SET_KEEPCAPS, v, 0, 0, 0);
+}
+
 // One timed call of method m.
 inline int call_once(Method m) {
     switch (m) {
     case Method::kShimCapset:
-        return capset(&g_cap_hdr, g_caps);
+    case Method::kLibpsxCapset:
+        return do_capset(m, g_caps);
     case Method::kShimKeepcaps:
+    case Method::kLibpsxKeepcaps:
         g_keep ^= 1;
-        return prctl(PR_SET_KEEPCAPS, g_keep, 0, 0, 0);
+        return do_keepcaps(m, g_keep);
     case Method::kGlibcCommit:
         g_suid_toggle ^= 1;
         return setresuid(0, 0, g_suid_toggle ? 4242 : 0);
@@ -438,22 +482,24 @@ int verify(Method m, int n) {
         total_checked += checked;
     };
     switch (m) {
-    case Method::kShimCapset: {
+    case Method::kShimCapset:
+    case Method::kLibpsxCapset: {
         // Drop CAP_NET_RAW (13) from the effective set, check, restore.
         struct __user_cap_data_struct d[2];
         memcpy(d, g_caps, sizeof d);
         d[0].effective &= ~(1u << 13);
-        if (capset(&g_cap_hdr, d) != 0) fail("capset drop");
+        if (do_capset(m, d) != 0) fail("capset drop");
         step("capset drop", &TaskView::capeff, hex_caps(d[0].effective, d[1].effective));
-        if (capset(&g_cap_hdr, g_caps) != 0) fail("capset restore");
+        if (do_capset(m, g_caps) != 0) fail("capset restore");
         step("capset restore", &TaskView::capeff, hex_caps(g_caps[0].effective, g_caps[1].effective));
         break;
     }
-    case Method::kShimKeepcaps: {
+    case Method::kShimKeepcaps:
+    case Method::kLibpsxKeepcaps: {
         // keep-caps is invisible in /proc, so test its effect: with it set on
         // every thread, giving up uid 0 keeps the permitted set everywhere.
-        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail("prctl keepcaps");
-        if (setresuid(4242, 4242, 4242) != 0) fail("setresuid 4242");
+        if (do_keepcaps(m, 1) != 0) fail("prctl keepcaps");
+        if (do_setresuid(m, 4242, 4242, 4242) != 0) fail("setresuid 4242");
         step("keepcaps uid", &TaskView::uid, "4242 4242 4242 4242");
         step("keepcaps CapPrm kept", &TaskView::capprm, hex_caps(g_caps[0].permitted, g_caps[1].permitted));
         break;
