@@ -19,7 +19,8 @@ and then calls plot.py for the PNG.  Standard library only.
 
 Environment knobs: PSXBENCH_QUICK=1 (threads 1,16,64 only, short budget),
 PSXBENCH_BUDGET_MS (time per cell, all rounds together; default 3000),
-PSXBENCH_ROUNDS (default 8), PSXBENCH_STATES (e.g. "idle,io").
+PSXBENCH_ROUNDS (default 8), PSXBENCH_STATES (e.g. "idle,io"),
+PSXBENCH_THREADS (e.g. "4,16").
 """
 
 import argparse
@@ -174,6 +175,10 @@ def main():
         states = {s: [n for n in c if n in (1, 16, 64)] for s, c in states.items()}
     if os.environ.get("PSXBENCH_STATES"):
         states = {s: states[s] for s in os.environ["PSXBENCH_STATES"].split(",")}
+    if os.environ.get("PSXBENCH_THREADS"):
+        keep = [int(n) for n in os.environ["PSXBENCH_THREADS"].split(",")]
+        states = {s: [n for n in c if n in keep] for s, c in states.items()}
+        states = {s: c for s, c in states.items() if c}
     methods = [m for m in METHODS if m not in LIBPSX_METHODS or args.bench_libpsx]
     os.makedirs(args.results, exist_ok=True)
     r = Runner(args)
