@@ -531,6 +531,19 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         if (static_cast<int>(rel - seq) >= 0) break;
         sys::futex_wait(&g_req.released, rel);
     }
+    // Pass the release on.  The caller woke only a few of us: waking every
+    // parked thread itself made them all runnable at the moment it wanted
+    // its CPU back to return, and with 16 or 64 busy threads it then waited
+    // a whole scheduling round (measured: busy/64 120-130 ms per call, about
+    // glibc's; with the release passed on, 4-60 ms).  Everyone is still
+    // woken at once, by the first of us to run -- unlike leaving parked
+    // threads asleep until the next broadcast, which starved them (see the
+    // progress test).  Later leavers find nobody waiting: a cheap call.
+    // `released` is stored before any wake-up and compared by futex_wait,
+    // so no wake-up is lost; should the chain stall anyway (a parked thread
+    // stopped by a tracer), wait_round wakes everybody when a later
+    // broadcast stops getting answers.
+    sys::futex_wake(&g_req.released, 0x7fffffff);
 }
 
 // Make sure kSignal is ours.  glibc installs its own SIGSETXID handler the
@@ -797,6 +810,10 @@ void wait_round(long begin, long end, long long start_ns) {
             may_spin = true;
             continue;
         }
+        // A thread still parked from an earlier broadcast has our signal
+        // blocked until it leaves the handler: make sure it has been let go
+        // (see the end of on_signal).
+        sys::futex_wake(&g_req.released, 0x7fffffff);
         long long waited_ms = (sys::now_ns() - start_ns) / 1000000;
         for (long i = begin; i < end; i++) {
             Target *t = g_targets.get(i);
@@ -1060,8 +1077,11 @@ long broadcast(const Call &call) {
         g_req.cookie.store(0, std::memory_order_release);
         g_req.released.store(seq, std::memory_order_release);
         // Handlers count themselves before answering, so after the last
-        // answer this is exact: nobody parked, nobody to wake.
-        if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, 0x7fffffff);
+        // answer this is exact: nobody parked, nobody to wake.  We wake only
+        // as many as there are CPUs; each parked thread wakes the rest as it
+        // leaves (see on_signal), so the caller is not the one that makes
+        // dozens of threads runnable at once on its own way out.
+        if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, g_cpus);
         g_last_threads.store(static_cast<int>(reached + 1), std::memory_order_relaxed);
     }
 
