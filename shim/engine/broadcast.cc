@@ -405,6 +405,29 @@ bool interrupted_user_code(void *uc) {
 
 long send(long i);
 
+// The handler's stack.  It runs on whatever stack the thread had, below a
+// kernel signal frame of a few KiB, so every byte of its frames is a byte
+// more of each thread's stack that a broadcast touches -- on 1,024 idle
+// threads one page more each is 4 MiB of RSS.  So what only some handlers
+// need lives in frames of its own, entered only then: the credential
+// snapshot of a conditional target, the relay's send, the relay's log line.
+
+// A conditional target (see add_target) compares its credentials with the
+// caller's after-call state: equal means it was born with the effect.
+[[gnu::noinline]] bool has_effect_already() {
+    CredState now;
+    read_state(g_req.kind, &now);
+    return same_state(now, g_req.post, g_req.kind.check);
+}
+
+[[gnu::noinline, gnu::cold]] void say_relays_off(long r) {
+    if (!log::debug()) return;
+    log::Line l;
+    l << "relays off: thread " << sys::gettid() << " may not send signals (rt_tgsigqueueinfo: ";
+    l.errname(r);
+    l << "); the calling thread sends them from now on";
+}
+
 // Relays.  Waking a sleeping thread costs the sender a system call and the
 // woken thread's CPU a context switch; on a virtual machine it also costs the
 // sleeping vCPU its wake-up.  A caller that sends every signal itself does
@@ -426,7 +449,7 @@ long send(long i);
 // The handler relays only if it interrupted a system call (see on_signal).
 constexpr int kRelayFanout = 2;
 
-void relay() {
+[[gnu::noinline]] void relay() {
     if (!g_req.relaying.load(std::memory_order_relaxed) || !g_relay.load(std::memory_order_relaxed)) return;
     long end = g_req.round_end.load(std::memory_order_acquire);
     for (int k = 0; k < kRelayFanout; k++) {
@@ -436,12 +459,7 @@ void relay() {
         long r = send(i);
         if (r == -EAGAIN) return;  // signal queue full: the wait loop resends
         if (r < 0 && r != -ESRCH) {
-            if (g_relay.exchange(false, std::memory_order_relaxed) && log::debug()) {
-                log::Line l;
-                l << "relays off: thread " << sys::gettid() << " may not send signals (rt_tgsigqueueinfo: ";
-                l.errname(r);
-                l << "); the calling thread sends them from now on";
-            }
+            if (g_relay.exchange(false, std::memory_order_relaxed)) say_relays_off(r);
             return;
         }
     }
@@ -500,8 +518,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // threads took 24 ms per call with their relays, 13 ms without).
     if (!busy) relay();
     long r;
-    CredState now;
-    if (t->conditional && g_req.post.ok && (read_state(g_req.kind, &now), same_state(now, g_req.post, g_req.kind.check))) {
+    if (t->conditional && g_req.post.ok && has_effect_already()) {
         r = g_req.mine;  // born with the effect already: running it again would be a second run
     } else {
         r = sys::call(c->nr, c->args[0], c->args[1], c->args[2], c->args[3], c->args[4], c->args[5]);
