@@ -444,8 +444,9 @@ long send(long i);
 // relays off for good (g_relay) and the caller sends instead.
 // Small rounds do not relay: the caller's few sends are over in
 // microseconds, and relaying handlers would only wake threads onto the CPUs
-// the caller's targets are already queued on (measured: no gain at 4
-// threads on 2 CPUs, 10-25% less time per call from 16 threads up).
+// the caller's targets are already queued on (measured on 2 CPUs: no gain
+// at 4 threads, about level at 16, 10-30% less time per call at 256 and
+// 1,024).
 // The handler relays only if it interrupted a system call (see on_signal).
 constexpr int kRelayFanout = 2;
 
@@ -514,8 +515,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     bool park = t->park || (busy && g_req.count.load(std::memory_order_relaxed) >= g_cpus);
     // Busy threads do not relay: signals to running threads cost the caller
     // little, and a busy relay preempted between taking an index and sending
-    // it would hold that signal back for a time slice (measured: 16 busy
-    // threads took 24 ms per call with their relays, 13 ms without).
+    // it would hold that signal back for a time slice.
     if (!busy) relay();
     long r;
     if (t->conditional && g_req.post.ok && has_effect_already()) {
@@ -552,7 +552,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // parked thread itself made them all runnable at the moment it wanted
     // its CPU back to return, and with 16 or 64 busy threads it then waited
     // a whole scheduling round (measured: busy/64 120-130 ms per call, about
-    // glibc's; with the release passed on, 4-60 ms).  Everyone is still
+    // glibc's; with the release passed on, 4-100 ms).  Everyone is still
     // woken at once, by the first of us to run -- unlike leaving parked
     // threads asleep until the next broadcast, which starved them (see the
     // progress test).  Later leavers find nobody waiting: a cheap call.
