@@ -1072,6 +1072,11 @@ long broadcast(const Call &call) {
     }
     const long *a = copy.caller_args;
     long mine = sys::call(call.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    if (mine >= 0 && copy.from_caller && !copy.from_caller(copy)) {
+        log::Line() << call.name << ": succeeded on the calling thread, but its new state could not be read back "
+                    << "for the other threads; the process is being killed";
+        die();
+    }
 
     long reached = 0;
     if (mine >= 0) {

@@ -19,6 +19,12 @@ struct Call {
     int copy_arg = 0;              // args[copy_arg] points to copy_size bytes the
     unsigned long copy_size = 0;   // kernel reads; every thread gets one snapshot
     Policy policy = Policy::kKill;
+    // Run on the calling thread right after its own call succeeded, before
+    // any other thread is signalled: fills what args point to from the
+    // caller's new state (capset: the sets it now has), so that the others
+    // get what the kernel applied rather than a second read of memory the
+    // program may change.  Raw system calls only; false fails closed.
+    bool (*from_caller)(const Call &) = nullptr;
 };
 
 inline Call make_call(const char *name, long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0,
