@@ -447,7 +447,6 @@ long send(long i);
 // the caller's targets are already queued on (measured on 2 CPUs: no gain
 // at 4 threads, about level at 16, 10-30% less time per call at 256 and
 // 1,024).
-// The handler relays only if it interrupted a system call (see on_signal).
 constexpr int kRelayFanout = 2;
 
 [[gnu::noinline]] void relay() {
@@ -513,10 +512,15 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // would only answer the next broadcast later, from an idle CPU.
     bool busy = interrupted_user_code(uc);
     bool park = t->park || (busy && g_req.count.load(std::memory_order_relaxed) >= g_cpus);
-    // Busy threads do not relay: signals to running threads cost the caller
-    // little, and a busy relay preempted between taking an index and sending
-    // it would hold that signal back for a time slice.
-    if (!busy) relay();
+    // Busy threads relay too.  With more spinning threads than CPUs, the
+    // fair scheduler bills the caller for every microsecond it runs while
+    // the spinners wait parked; a caller that sent all 64 signals itself
+    // ended each broadcast in debt and then waited behind 64 time slices
+    // before it could run again (busy/64: calls alternated between 1 ms and
+    // 250 ms).  A relay preempted between taking an index and sending it
+    // holds that signal back until the wait loop's first timeout (1 ms),
+    // which resends whatever is still unsent.
+    relay();
     long r;
     if (t->conditional && g_req.post.ok && has_effect_already()) {
         r = g_req.mine;  // born with the effect already: running it again would be a second run
@@ -548,7 +552,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         if (static_cast<int>(rel - seq) >= 0) break;
         sys::futex_wait(&g_req.released, rel);
     }
-    // Pass the release on.  The caller woke only a few of us: waking every
+    // Pass the release on.  The caller woke only one of us: waking every
     // parked thread itself made them all runnable at the moment it wanted
     // its CPU back to return, and with 16 or 64 busy threads it then waited
     // a whole scheduling round (measured: busy/64 120-130 ms per call, about
@@ -1099,11 +1103,17 @@ long broadcast(const Call &call) {
         g_req.cookie.store(0, std::memory_order_release);
         g_req.released.store(seq, std::memory_order_release);
         // Handlers count themselves before answering, so after the last
-        // answer this is exact: nobody parked, nobody to wake.  We wake only
-        // as many as there are CPUs; each parked thread wakes the rest as it
-        // leaves (see on_signal), so the caller is not the one that makes
-        // dozens of threads runnable at once on its own way out.
-        if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, g_cpus);
+        // answer this is exact: nobody parked, nobody to wake.  We wake one;
+        // each parked thread wakes the rest as it leaves (see on_signal), so
+        // the caller is not the one that makes dozens of threads runnable at
+        // once on its own way out.  Every thread it wakes may land on its
+        // CPU and preempt it, and a preempted caller among 64 spinners waits
+        // for their time slices before it can return: waking one instead of
+        // one per CPU took busy/64 from 4-16 ms to 2.5-4.3 ms per call
+        // (medians; capset, interleaved runs) and busy/16's p75 from 8-27 ms
+        // to 0.6-7 ms.  A thread stopped by a tracer is not on the futex
+        // queue, so the one woken is always one that can run.
+        if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, 1);
         g_last_threads.store(static_cast<int>(reached + 1), std::memory_order_relaxed);
     }
 
