@@ -238,25 +238,40 @@ struct alignas(64) Target {
 };
 
 // What the handlers read.  Written only by the broadcaster holding the lock,
-// before the signals that make handlers read it.
+// before the signals that make handlers read it -- except the words that
+// the handlers themselves write, which have cache lines of their own: every
+// answer is a read-modify-write of `pending`, and had it shared a line with
+// the cookie and count that each arriving handler reads first, each answer
+// would have cost the next handler a cache miss on another CPU.
 struct Request {
+    // Read by every handler, written by the caller only between rounds.
     const Call *call;
     std::atomic<unsigned> seq;       // broadcast number
     std::atomic<unsigned> cookie;    // high half of si_value; 0 = none running
     std::atomic<long> count;         // targets [0, count) are valid
-    std::atomic<int> pending;        // targets of this round yet to answer (futex)
-    std::atomic<unsigned> released;  // last seq whose parked threads may go (futex)
-    std::atomic<int> parked;         // handlers that parked in this broadcast
+    std::atomic<long> round_end;     // end of this round's signals (see next_send)
+    std::atomic<unsigned long long> round_tag;  // this round: seq << 10 | round number (see answered())
+    std::atomic<bool> relaying;      // handlers relay in this round
+    std::atomic<bool> spin;          // small rounds spin for their answers (see spin_this_time)
+    long mine;                       // the caller's result
+    Classified kind;                 // how the call's effect is read back
+    // Every answer: decremented by handlers, read by the waiting caller.
+    alignas(64) std::atomic<int> pending;  // targets of this round yet to answer (futex)
+    std::atomic<bool> sleeping;      // the caller is (about to be) in futex_wait on pending
     // The round's signals, [next_send, round_end), are sent by whoever takes
     // an index first: the caller, and every handler that claimed its own
     // target (see "Relays").  Set by the caller before the round's first
     // signal; a handler reads them only before it answers, so never across
     // rounds.
-    std::atomic<long> next_send;
-    std::atomic<long> round_end;
-    std::atomic<bool> relaying;      // handlers relay in this round
-    Classified kind;                 // how the call's effect is read back
-    long mine;                       // the caller's result
+    alignas(64) std::atomic<long> next_send;
+    // The last answer of a round: when it woke a sleeping caller (see
+    // note_wake_up), and the kernel's thread count it read meanwhile,
+    // (round_tag << kCountBits) | count (see answered()).
+    alignas(64) std::atomic<long long> answer_ns;
+    std::atomic<unsigned long long> counted;
+    // Parked threads.
+    alignas(64) std::atomic<unsigned> released;  // last seq whose parked threads may go (futex)
+    std::atomic<int> parked;         // handlers that parked in this broadcast
     CredState post;                  // the caller's state after its call (conditional targets)
 };
 
@@ -265,6 +280,14 @@ constinit ChunkedArray<Target, 8, 16384> g_targets;
 
 // 0 = not initialised, 1 = in progress, 2 = done.
 constinit std::atomic<int> g_init{0};
+// The tid with which this thread last passed broadcast()'s fork and vfork
+// check.  A vfork child runs on its parent thread's TLS but has a tid of
+// its own, a fork child has a new tid, and a raw clone that shares its
+// creator's TLS has its own tid too: each of them differs from this value
+// and takes the full check (getpid).  Only the thread that stored it
+// matches, and it is still in the process it checked -- one system call
+// less per broadcast.  Broadcaster-only, never read by the signal handler.
+__thread int t_checked_tid __attribute__((tls_model("initial-exec"))) = 0;
 constinit int g_pid = 0;
 constinit unsigned g_secret = 0;
 constinit long g_timeout_ms = 10000;
@@ -403,6 +426,50 @@ bool interrupted_user_code(void *uc) {
 #endif
 }
 
+// Count one target of the round as settled, and wake the caller if it
+// sleeps: at the last answer, and -- when small rounds spin -- also when
+// only as many are left as other CPUs can run at once, so that its wake-up
+// overlaps their answers and it spins for them (see spin_for_answers).  A
+// caller that is spinning needs no futex_wake (at 4 threads that was two
+// system calls per broadcast on the answering CPUs), so the caller sets
+// `sleeping` before it reads `pending` for its futex_wait, and both sides
+// use seq_cst: either it sees our decrement, or we see it sleeping.  The
+// last answer to a sleeping caller is stamped, to measure its wake-up.
+//
+// The last answer also reads the kernel's thread count for the caller,
+// which needs it once the round is over (run_rounds) and would otherwise
+// spend an fstat (0.5 us) after waking up; here it overlaps the caller's
+// wake-up.  Read after pending reached zero, it is exactly the count the
+// caller would read: every thread of the round has answered.  The round's
+// tag is read before our decrement, while the round cannot end, so a count
+// published late, for a round that is over, never matches a later tag.
+// Raw system calls, the vDSO clock and atomics only (signal handler).
+constexpr int kCountBits = 22;  // the kernel's PID_MAX_LIMIT is 2^22
+
+void answered() {
+    unsigned long long tag = g_req.round_tag.load(std::memory_order_relaxed);
+    int left = g_req.pending.fetch_sub(1, std::memory_order_seq_cst) - 1;
+    if (left == 0) {
+        if (!g_req.sleeping.load(std::memory_order_seq_cst)) return;
+        g_req.answer_ns.store(sys::now_ns(), std::memory_order_relaxed);
+        sys::futex_wake(&g_req.pending, 1);
+        long n = procfs::quick_count();
+        if (n >= 0 && n < (1L << kCountBits)) {
+            g_req.counted.store(tag << kCountBits | static_cast<unsigned long long>(n), std::memory_order_release);
+        }
+    } else if (left == g_cpus - 1 && g_req.spin.load(std::memory_order_relaxed) &&
+               g_req.sleeping.load(std::memory_order_seq_cst)) {
+        sys::futex_wake(&g_req.pending, 1);
+    }
+}
+
+// The count published for round `tag` by its last answer, or -1.
+long published_count(unsigned long long tag) {
+    unsigned long long w = g_req.counted.load(std::memory_order_acquire);
+    if (w >> kCountBits != tag) return -1;
+    return static_cast<long>(w & ((1ULL << kCountBits) - 1));
+}
+
 long send(long i);
 
 // The handler's stack.  It runs on whatever stack the thread had, below a
@@ -468,7 +535,9 @@ constexpr int kRelayFanout = 2;
 // The signal handler contract:
 //  - Runs on any thread, including raw-clone threads that share their
 //    parent's TLS: it uses no TLS, no locks, no allocation, no libc state --
-//    only atomics in g_req/g_targets/the registry and raw system calls.
+//    only atomics in g_req/g_targets/the registry, raw system calls and
+//    clock_gettime (the vDSO; async-signal-safe, and only for the last
+//    answer's time stamp).
 //  - Ours only if si_code == SI_QUEUE, si_pid == our pid and the cookie in
 //    si_value's high half is the running broadcast's; the low half indexes
 //    g_targets, and the target must name this very thread.  A stale request
@@ -518,8 +587,8 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // ended each broadcast in debt and then waited behind 64 time slices
     // before it could run again (busy/64: calls alternated between 1 ms and
     // 250 ms).  A relay preempted between taking an index and sending it
-    // holds that signal back until the wait loop's first timeout (1 ms),
-    // which resends whatever is still unsent.
+    // holds that signal back until the wait loop's first timeout
+    // (kFirstWaitNs), which resends whatever is still unsent.
     relay();
     long r;
     if (t->conditional && g_req.post.ok && has_effect_already()) {
@@ -539,11 +608,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     if (park) g_req.parked.fetch_add(1, std::memory_order_relaxed);
     t->result.store(r, std::memory_order_relaxed);
     t->state.store(kDone, std::memory_order_release);
-    // Wake the caller at the last answer, and also when only as many are
-    // left as other CPUs can run at once: it then spins for those instead
-    // of paying its own wake-up after them (see spin_for_answers).
-    int left = g_req.pending.fetch_sub(1, std::memory_order_acq_rel) - 1;
-    if (left == 0 || left == g_cpus - 1) sys::futex_wake(&g_req.pending, 1);
+    answered();
     if (!park) return;
 
     // Park until the broadcast is over (see "Who parks").
@@ -714,8 +779,8 @@ long send(long i) {
         // The thread is gone (exited since it was listed).
         int expected = kPending;
         if (t->state.compare_exchange_strong(expected, kGone, std::memory_order_acq_rel)) {
-            g_req.pending.fetch_sub(1, std::memory_order_acq_rel);
             if (t->slot >= 0) registry::release(t->slot, t->tid.load(std::memory_order_relaxed));
+            answered();  // last: the round may end, and t be reused, right after
         }
     }
     return r;
@@ -782,53 +847,117 @@ void check_straggler(Target *t, long long waited_ms) {
     }
 }
 
-// Before the caller sleeps: when the threads still to answer are few (at
-// most two per CPU), their answers are microseconds away, and sleeping
-// would add the caller's own wake-up from an idle CPU (tens of microseconds
-// on virtual machines) to every small broadcast.  So spin, briefly and with
-// a bound, on the answer counter.  Some of those threads may be queued on
-// the caller's own CPU; they still get it when they preempt the spinning
-// caller or when the bound runs out (measured, 4 threads on 2 CPUs: capset
-// and keep-caps 15-20% faster than sleeping at once, setresuid unchanged).
-// Never on one CPU -- every thread needs the caller's -- and never with
-// sched_yield.
-// No pause instruction either: under a hypervisor a pause loop exits to the
-// host (pause-loop exiting), which may then run something else on the CPU
-// the answering thread needs; the benchmark measured a bimodal 15/75 us per
-// call with one busy thread with it, 15-20 us without.
+// Spinning or sleeping for the answers of a small round.  With at most two
+// threads per CPU still to answer, their answers are microseconds away.  A
+// caller that sleeps for them pays its own wake-up after the last one, and
+// what that costs depends on the host, not on us: on the 2-vCPU VM it was
+// 3-4 us in a quiet hour and over 20 us in a busy one (the idle vCPU's
+// wake-up; glibc's one-thread broadcast took 8 us and 27 us).  Spinning
+// avoids it but holds a CPU, and on the quiet host it made one busy thread's
+// answer 2.5 us slower than sleeping.  So the caller measures: the handler
+// that gives the last answer to a sleeping caller stamps the time, the
+// caller reads the clock when it runs again, and the average of those
+// wake-ups (g_wake_ns) decides whether the next small rounds spin.  One
+// broadcast in kSampleEvery sleeps anyway, so the figure follows the host.
+// A spin is bounded (kSpinNs), never runs on one CPU -- every thread needs
+// the caller's -- and never calls sched_yield.  It also ends when no answer
+// has come for kStallNs: a thread queued on the caller's own CPU cannot
+// answer while the caller spins there (a trace at 16 idle threads showed the
+// caller spinning its full 50 us in one call of seven, the last thread
+// runnable on the same CPU).  The first answer after the signals go out may
+// need a sleeping vCPU to wake, hence the longer first stall bound.
+// No pause instruction: under a hypervisor a pause loop exits to the host
+// (pause-loop exiting), which may then run something else on the CPU the
+// answering thread needs; the benchmark measured a bimodal 15/75 us per call
+// with one busy thread with it, 15-20 us without.
 constexpr long long kSpinNs = 50000;
+constexpr long long kFirstStallNs = 30000;
+constexpr long long kStallNs = 15000;
+constexpr long long kSpinWorthNs = 10000;
+constexpr unsigned kSampleEvery = 16;
 
-void spin_for_answers() {
-    long long deadline = sys::now_ns() + kSpinNs;
+// Broadcaster-only (under the engine lock).
+constinit long long g_wake_ns = 0;
+constinit unsigned g_small_rounds = 0;
+// PSXSHIM_SPIN: 0 never spins, 1 spins in every small round, anything else
+// (the default) decides by g_wake_ns.  Read once at start-up.
+constinit long g_spin_mode = -1;
+
+// Whether this broadcast's small rounds spin (see above).
+bool spin_this_time() {
+    if (g_cpus <= 1 || g_spin_mode == 0) return false;
+    if (g_spin_mode == 1) return true;
+    if (g_wake_ns < kSpinWorthNs) return false;
+    return ++g_small_rounds % kSampleEvery != 0;
+}
+
+void note_wake_up() {
+    long long stamp = g_req.answer_ns.load(std::memory_order_relaxed);
+    if (stamp == 0) return;  // woken by a timeout, or not by the last answer
+    long long late = sys::now_ns() - stamp;
+    if (late < 0) late = 0;
+    if (late > 200000) late = 200000;  // a preempted caller says nothing about wake-ups
+    g_wake_ns += (late - g_wake_ns) / 4;
+}
+
+void spin_for_answers(long long first_stall_ns) {
+    long long now = sys::now_ns();
+    long long deadline = now + kSpinNs;
+    long long stall = now + first_stall_ns;
+    int last = g_req.pending.load(std::memory_order_acquire);
     for (unsigned i = 1;; i++) {
-        if (g_req.pending.load(std::memory_order_acquire) <= 0) return;
-        if ((i & 255) == 0 && sys::now_ns() > deadline) return;
+        int p = g_req.pending.load(std::memory_order_acquire);
+        if (p <= 0) return;
+        if (p != last) {
+            last = p;
+            stall = sys::now_ns() + kStallNs;
+        }
+        if ((i & 63) == 0) {
+            now = sys::now_ns();
+            if (now > deadline || now > stall) return;
+        }
     }
 }
 
+// The first sleep's timeout.  Exiting threads never answer, so they are
+// looked for early -- but not earlier than a scheduler tick: on the VM, a
+// futex_wait whose timeout fell before the next tick (1 ms, with HZ=250)
+// cost every sleeping caller about 10 us more to wake than an untimed one
+// (one busy thread: 18-28 us per call against 9 us; from 4.5 ms up, 9.3-9.7
+// us).  5 ms is past the tick of every common HZ but 100.
+constexpr long long kFirstWaitNs = 5000000;
+
 void wait_round(long begin, long end, long long start_ns) {
-    long long backoff_ns = 1000000;  // exiting threads never answer; look for them early
+    long long backoff_ns = kFirstWaitNs;
     bool diagnosed = false;
     long diag_ms = g_timeout_ms > 0 && g_timeout_ms < 1000 ? g_timeout_ms : 1000;
     // Spin twice at most: once when the round's few signals are out, once
-    // more after a handler woke us for the last answers (see on_signal).
+    // more after a handler woke us for the last answers (see answered()).
     int spins = 0;
-    bool may_spin = true;
+    bool may_spin = g_req.spin.load(std::memory_order_relaxed);
     for (;;) {
         int p = g_req.pending.load(std::memory_order_acquire);
         if (p <= 0) return;
-        if (may_spin && spins < 2 && g_cpus > 1 && p <= 2 * g_cpus) {
+        if (may_spin && spins < 2 && p <= 2 * g_cpus) {
+            spin_for_answers(spins == 0 ? kFirstStallNs : kStallNs);
             spins++;
             may_spin = false;
-            spin_for_answers();
             continue;
         }
-        long r = sys::futex_wait(&g_req.pending, static_cast<unsigned>(p), static_cast<long>(backoff_ns));
-        if (g_req.pending.load(std::memory_order_acquire) <= 0) return;
+        // Handlers wake us only while this says we sleep (see answered()).
+        g_req.answer_ns.store(0, std::memory_order_relaxed);
+        g_req.sleeping.store(true, std::memory_order_seq_cst);
+        p = g_req.pending.load(std::memory_order_seq_cst);
+        long r = p <= 0 ? -EAGAIN : sys::futex_wait(&g_req.pending, static_cast<unsigned>(p), static_cast<long>(backoff_ns));
+        g_req.sleeping.store(false, std::memory_order_relaxed);
+        if (g_req.pending.load(std::memory_order_acquire) <= 0) {
+            if (r == 0) note_wake_up();  // woken, not returned at once
+            return;
+        }
         // Woken early (answers came in) or the count moved: wait on.  The
         // checks below run when the wait times out, i.e. answers stopped.
         if (r != -ETIMEDOUT) {
-            may_spin = true;
+            may_spin = g_req.spin.load(std::memory_order_relaxed);
             continue;
         }
         // A thread still parked from an earlier broadcast has our signal
@@ -898,10 +1027,13 @@ long accounted() {
 // missing.  Returns how many threads other than the caller have the effect.
 long run_rounds(int self, long long start_ns) {
     long begin = 0;
+    unsigned rounds = 0;
+    unsigned long long waited = 0;  // tag of the round just waited for, 0 = none
     for (;;) {
         gather_registry(self, begin > 0);
         if (g_req.count.load(std::memory_order_relaxed) == begin) {
-            long kernel = procfs::usable_count(g_pid);
+            long kernel = waited ? published_count(waited) : -1;
+            if (kernel < 0) kernel = procfs::usable_count(g_pid);
             if (kernel < 0) break;  // no /proc: the registry is all we have
             if (kernel == 1 + accounted()) break;
             gather_procfs(self);
@@ -916,6 +1048,11 @@ long run_rounds(int self, long long start_ns) {
         g_req.round_end.store(end, std::memory_order_relaxed);
         g_req.relaying.store(g_relay.load(std::memory_order_relaxed) && end - begin > 2L * g_cpus,
                              std::memory_order_relaxed);
+        // Tags need 10 bits of round number; later rounds publish nothing.
+        unsigned long long seq = g_req.seq.load(std::memory_order_relaxed);
+        unsigned long long tag = rounds < 1024 ? seq << 10 | rounds : 0;
+        rounds++;
+        g_req.round_tag.store(tag, std::memory_order_relaxed);
         g_req.next_send.store(begin, std::memory_order_release);
         // Relaying handlers take indices from the same counter (see "Relays").
         for (;;) {
@@ -924,6 +1061,7 @@ long run_rounds(int self, long long start_ns) {
             if (g_targets.get(i)->state.load(std::memory_order_acquire) == kPending) send_or_die(i);
         }
         wait_round(begin, end, start_ns);
+        waited = tag;
         begin = end;
     }
     long reached = 0;
@@ -1000,6 +1138,7 @@ void init_once() {
     log::init_from_environment();
     g_timeout_ms = env_long("PSXSHIM_TIMEOUT_MS", g_timeout_ms);
     if (env_long("PSXSHIM_RELAY", 1) == 0) g_relay.store(false, std::memory_order_relaxed);
+    g_spin_mode = env_long("PSXSHIM_SPIN", -1);
     if (getrandom(&g_secret, sizeof g_secret, GRND_NONBLOCK) != sizeof g_secret) {
         g_secret = static_cast<unsigned>(sys::now_ns()) ^ static_cast<unsigned>(g_pid) * 2654435761u;
     }
@@ -1050,11 +1189,15 @@ void ensure_init() {
 long broadcast(const Call &call) {
     ensure_init();
     long long start = sys::now_ns();
-    if (sys::getpid() != g_pid && !adopt_forked_child()) {
-        // A vfork child shares our memory but not our threads: the call is
-        // for this thread alone, and nothing of ours may be touched.
-        return sys::call(call.nr, call.caller_args[0], call.caller_args[1], call.caller_args[2],
-                         call.caller_args[3], call.caller_args[4], call.caller_args[5]);
+    int self = sys::gettid();
+    if (self != t_checked_tid) {
+        if (sys::getpid() != g_pid && !adopt_forked_child()) {
+            // A vfork child shares our memory but not our threads: the call
+            // is for this thread alone, and nothing of ours may be touched.
+            return sys::call(call.nr, call.caller_args[0], call.caller_args[1], call.caller_args[2],
+                             call.caller_args[3], call.caller_args[4], call.caller_args[5]);
+        }
+        t_checked_tid = self;
     }
 
     sys::Sigset old;
@@ -1083,6 +1226,8 @@ long broadcast(const Call &call) {
     }
 
     long reached = 0;
+    long wake_us = 0;
+    bool spun = false;
     if (mine >= 0) {
         ensure_handler_until_adopted();
         g_req.call = &copy;
@@ -1093,11 +1238,12 @@ long broadcast(const Call &call) {
         g_req.kind = classify(copy);
         g_req.mine = mine;
         g_req.parked.store(0, std::memory_order_relaxed);
+        g_req.spin.store(spin_this_time(), std::memory_order_relaxed);
         g_post_read = false;
         g_seen_used = 0;
         g_req.cookie.store(cookie, std::memory_order_release);
 
-        reached = run_rounds(sys::gettid(), start);
+        reached = run_rounds(self, start);
         report_divergence(copy, mine);
 
         g_req.cookie.store(0, std::memory_order_release);
@@ -1115,6 +1261,8 @@ long broadcast(const Call &call) {
         // queue, so the one woken is always one that can run.
         if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, 1);
         g_last_threads.store(static_cast<int>(reached + 1), std::memory_order_relaxed);
+        wake_us = static_cast<long>(g_wake_ns / 1000);  // read under the lock, logged after it
+        spun = g_req.spin.load(std::memory_order_relaxed);
     }
 
     unlock();
@@ -1128,7 +1276,8 @@ long broadcast(const Call &call) {
             l.errname(mine);
             l << ", no other thread touched";
         } else {
-            l << "applied on " << reached + 1 << " threads in " << static_cast<long>((sys::now_ns() - start) / 1000) << " us";
+            l << "applied on " << reached + 1 << " threads in " << static_cast<long>((sys::now_ns() - start) / 1000)
+              << " us (caller wake-up " << wake_us << " us: " << (spun ? "spins" : "sleeps") << " for small rounds)";
         }
         l.emit();
     }

@@ -8,7 +8,7 @@ psxshim=$1 probe=$2 static=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
-unset PSXSHIM_LIBRARY PSXSHIM_DEBUG PSXSHIM_TIMEOUT_MS
+unset PSXSHIM_LIBRARY PSXSHIM_DEBUG PSXSHIM_TIMEOUT_MS PSXSHIM_SPIN PSXSHIM_RELAY
 export -n LD_PRELOAD 2>/dev/null; unset LD_PRELOAD
 
 expect_status 0 "--version" -- "$psxshim" --version
@@ -94,6 +94,16 @@ if [ "$(id -u)" = 0 ]; then
     expect_status 0 "privilege drop under psxshim: every thread agrees" -- "$psxshim" "$probe"
     expect_in "psxshim: active" "the probe sees the library"
     expect_in "verdict: agree" "probe verdict"
+    # Both ways of waiting for small rounds, pinned with PSXSHIM_SPIN (the
+    # default picks one by measuring the caller's wake-ups): the same drop,
+    # and the log says which way the caller waited (on one CPU it never
+    # spins: the threads it waits for need that CPU).
+    spin_word=spins; [ "$(nproc)" -gt 1 ] || spin_word=sleeps
+    for mode in 1:$spin_word 0:sleeps; do
+        expect_status 0 "privilege drop with PSXSHIM_SPIN=${mode%%:*}" -- env PSXSHIM_SPIN="${mode%%:*}" "$psxshim" --verbose "$probe"
+        expect_in "verdict: agree" "PSXSHIM_SPIN=${mode%%:*}: every thread agrees"
+        expect_in "${mode#*:} for small rounds" "PSXSHIM_SPIN=${mode%%:*}: the caller ${mode#*:}"
+    done
     # Negative control: the same program without the launcher diverges.
     expect_status 1 "negative control without psxshim: threads diverge" -- "$probe"
     expect_in "psxshim: inactive" "control runs without the library"

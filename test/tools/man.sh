@@ -10,7 +10,7 @@ for page in psxshim.1 psxaudit.1 libpsxshim.7; do
 done
 out=$(LC_ALL=C.UTF-8 groff -man -rHY=0 -rLL=1000n -Tutf8 "$dir/libpsxshim.7" 2>/dev/null | sed 's/.\x08//g')
 for word in setresgid initgroups capset PR_CAP_AMBIENT PR_SET_NO_NEW_PRIVS setfsuid PSXSHIM_DEBUG \
-    PSXSHIM_TIMEOUT_MS ld.so.preload SIGKILL psx_syscall3 psxshim_active EINTR /proc/self/task; do
+    PSXSHIM_TIMEOUT_MS PSXSHIM_RELAY PSXSHIM_SPIN ld.so.preload SIGKILL psx_syscall3 psxshim_active EINTR /proc/self/task; do
     expect_in "$word" "libpsxshim(7) mentions $word"
 done
 finish
