@@ -250,7 +250,6 @@ struct Request {
     std::atomic<unsigned> cookie;    // high half of si_value; 0 = none running
     std::atomic<long> count;         // targets [0, count) are valid
     std::atomic<long> round_end;     // end of this round's signals (see next_send)
-    std::atomic<unsigned long long> round_tag;  // this round: seq << 10 | round number (see answered())
     std::atomic<bool> relaying;      // handlers relay in this round
     std::atomic<bool> spin;          // small rounds spin for their answers (see spin_this_time)
     long mine;                       // the caller's result
@@ -264,11 +263,8 @@ struct Request {
     // signal; a handler reads them only before it answers, so never across
     // rounds.
     alignas(64) std::atomic<long> next_send;
-    // The last answer of a round: when it woke a sleeping caller (see
-    // note_wake_up), and the kernel's thread count it read meanwhile,
-    // (round_tag << kCountBits) | count (see answered()).
+    // When the last answer of a round woke a sleeping caller (see note_wake_up).
     alignas(64) std::atomic<long long> answer_ns;
-    std::atomic<unsigned long long> counted;
     // Parked threads.
     alignas(64) std::atomic<unsigned> released;  // last seq whose parked threads may go (futex)
     std::atomic<int> parked;         // handlers that parked in this broadcast
@@ -435,39 +431,17 @@ bool interrupted_user_code(void *uc) {
 // `sleeping` before it reads `pending` for its futex_wait, and both sides
 // use seq_cst: either it sees our decrement, or we see it sleeping.  The
 // last answer to a sleeping caller is stamped, to measure its wake-up.
-//
-// The last answer also reads the kernel's thread count for the caller,
-// which needs it once the round is over (run_rounds) and would otherwise
-// spend an fstat (0.5 us) after waking up; here it overlaps the caller's
-// wake-up.  Read after pending reached zero, it is exactly the count the
-// caller would read: every thread of the round has answered.  The round's
-// tag is read before our decrement, while the round cannot end, so a count
-// published late, for a round that is over, never matches a later tag.
 // Raw system calls, the vDSO clock and atomics only (signal handler).
-constexpr int kCountBits = 22;  // the kernel's PID_MAX_LIMIT is 2^22
-
 void answered() {
-    unsigned long long tag = g_req.round_tag.load(std::memory_order_relaxed);
     int left = g_req.pending.fetch_sub(1, std::memory_order_seq_cst) - 1;
     if (left == 0) {
         if (!g_req.sleeping.load(std::memory_order_seq_cst)) return;
         g_req.answer_ns.store(sys::now_ns(), std::memory_order_relaxed);
         sys::futex_wake(&g_req.pending, 1);
-        long n = procfs::quick_count();
-        if (n >= 0 && n < (1L << kCountBits)) {
-            g_req.counted.store(tag << kCountBits | static_cast<unsigned long long>(n), std::memory_order_release);
-        }
     } else if (left == g_cpus - 1 && g_req.spin.load(std::memory_order_relaxed) &&
                g_req.sleeping.load(std::memory_order_seq_cst)) {
         sys::futex_wake(&g_req.pending, 1);
     }
-}
-
-// The count published for round `tag` by its last answer, or -1.
-long published_count(unsigned long long tag) {
-    unsigned long long w = g_req.counted.load(std::memory_order_acquire);
-    if (w >> kCountBits != tag) return -1;
-    return static_cast<long>(w & ((1ULL << kCountBits) - 1));
 }
 
 long send(long i);
@@ -1027,13 +1001,10 @@ long accounted() {
 // missing.  Returns how many threads other than the caller have the effect.
 long run_rounds(int self, long long start_ns) {
     long begin = 0;
-    unsigned rounds = 0;
-    unsigned long long waited = 0;  // tag of the round just waited for, 0 = none
     for (;;) {
         gather_registry(self, begin > 0);
         if (g_req.count.load(std::memory_order_relaxed) == begin) {
-            long kernel = waited ? published_count(waited) : -1;
-            if (kernel < 0) kernel = procfs::usable_count(g_pid);
+            long kernel = procfs::usable_count(g_pid);
             if (kernel < 0) break;  // no /proc: the registry is all we have
             if (kernel == 1 + accounted()) break;
             gather_procfs(self);
@@ -1048,11 +1019,6 @@ long run_rounds(int self, long long start_ns) {
         g_req.round_end.store(end, std::memory_order_relaxed);
         g_req.relaying.store(g_relay.load(std::memory_order_relaxed) && end - begin > 2L * g_cpus,
                              std::memory_order_relaxed);
-        // Tags need 10 bits of round number; later rounds publish nothing.
-        unsigned long long seq = g_req.seq.load(std::memory_order_relaxed);
-        unsigned long long tag = rounds < 1024 ? seq << 10 | rounds : 0;
-        rounds++;
-        g_req.round_tag.store(tag, std::memory_order_relaxed);
         g_req.next_send.store(begin, std::memory_order_release);
         // Relaying handlers take indices from the same counter (see "Relays").
         for (;;) {
@@ -1061,7 +1027,6 @@ long run_rounds(int self, long long start_ns) {
             if (g_targets.get(i)->state.load(std::memory_order_acquire) == kPending) send_or_die(i);
         }
         wait_round(begin, end, start_ns);
-        waited = tag;
         begin = end;
     }
     long reached = 0;

@@ -39,7 +39,7 @@ long parse_pid(const char *s) {
 
 void close_fd() {
     if (g_fd >= 0) sys::call(SYS_close, g_fd);
-    __atomic_store_n(&g_fd, -1, __ATOMIC_RELAXED);
+    g_fd = -1;
 }
 }  // namespace
 
@@ -68,10 +68,9 @@ bool open_task_dir(int pid) {
         return false;
     }
     close_fd();
-    // Stored for quick_count(), which may read them from a signal handler.
-    __atomic_store_n(&g_dev, st.st_dev, __ATOMIC_RELAXED);
-    __atomic_store_n(&g_ino, st.st_ino, __ATOMIC_RELAXED);
-    __atomic_store_n(&g_fd, static_cast<int>(fd), __ATOMIC_RELAXED);
+    g_fd = static_cast<int>(fd);
+    g_dev = st.st_dev;
+    g_ino = st.st_ino;
     return true;
 }
 
@@ -84,7 +83,7 @@ bool usable(int pid) {
         }
         // Closed behind our back, or the number now belongs to the program:
         // never touch it again.
-        __atomic_store_n(&g_fd, -1, __ATOMIC_RELAXED);
+        g_fd = -1;
     }
     return open_task_dir(pid);
 }
@@ -95,24 +94,14 @@ long thread_count() {
     return static_cast<long>(st.st_nlink) - g_nlink_base;
 }
 
-long quick_count() {
-    // Relaxed loads: the broadcaster may be reopening the fd meanwhile.  A
-    // mix of old and new values fails the device and inode comparison, or
-    // names the same directory -- never another file's count.
-    int fd = __atomic_load_n(&g_fd, __ATOMIC_RELAXED);
-    if (fd < 0) return -1;
-    struct stat st;
-    if (sys::call(SYS_fstat, fd, reinterpret_cast<long>(&st)) != 0 ||
-        st.st_dev != __atomic_load_n(&g_dev, __ATOMIC_RELAXED) ||
-        st.st_ino != __atomic_load_n(&g_ino, __ATOMIC_RELAXED)) {
-        return -1;
-    }
-    return static_cast<long>(st.st_nlink) - g_nlink_base;
-}
-
 long usable_count(int pid) {
-    long n = quick_count();
-    if (n >= 0) return n;
+    if (g_fd >= 0) {
+        struct stat st;
+        if (sys::call(SYS_fstat, g_fd, reinterpret_cast<long>(&st)) == 0 && st.st_dev == g_dev &&
+            st.st_ino == g_ino) {
+            return static_cast<long>(st.st_nlink) - g_nlink_base;
+        }
+    }
     return usable(pid) ? thread_count() : -1;
 }
 

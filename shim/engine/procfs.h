@@ -8,8 +8,8 @@
 // the kernel's thread count (st_nlink - 2), which lets a broadcast skip the
 // directory scan when the registry already accounts for every thread.
 //
-// Not for the signal handler -- only the broadcaster (serialised by the
-// engine lock) and start-up use it -- except quick_count().
+// Not for the signal handler: only the broadcaster (serialised by the engine
+// lock) and start-up use it.
 #pragma once
 
 namespace psxshim::procfs {
@@ -24,10 +24,6 @@ long thread_count();
 // usable() and thread_count() with one fstat in the common case: the count,
 // or -1 if /proc/self/task is unreachable.  Broadcasts use this.
 long usable_count(int pid);
-// The count through the kept fd if it is still ours, else -1 (and nothing is
-// reopened).  One fstat and plain loads: safe in the signal handler, on any
-// thread (one with a file table of its own gets -1 or the same answer).
-long quick_count();
 // List the tids in the process into out[0..max); returns how many, or -1.
 // Must be preceded by usable().
 long list(int *out, long max);
