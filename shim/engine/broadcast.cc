@@ -852,7 +852,7 @@ constexpr unsigned kSampleEvery = 16;
 
 // Broadcaster-only (under the engine lock).
 constinit long long g_wake_ns = 0;
-constinit unsigned g_small_rounds = 0;
+constinit unsigned g_spinning_broadcasts = 0;  // counts to kSampleEvery
 // PSXSHIM_SPIN: 0 never spins, 1 spins in every small round, anything else
 // (the default) decides by g_wake_ns.  Read once at start-up.
 constinit long g_spin_mode = -1;
@@ -862,7 +862,7 @@ bool spin_this_time() {
     if (g_cpus <= 1 || g_spin_mode == 0) return false;
     if (g_spin_mode == 1) return true;
     if (g_wake_ns < kSpinWorthNs) return false;
-    return ++g_small_rounds % kSampleEvery != 0;
+    return ++g_spinning_broadcasts % kSampleEvery != 0;
 }
 
 void note_wake_up() {

@@ -47,19 +47,13 @@ inline int getpid() { return static_cast<int>(call(SYS_getpid)); }
 // process_vm_readv on ourselves: copies n bytes, or reports -EFAULT instead
 // of faulting.  Addressed by our tid, not our pid: once the main thread has
 // called pthread_exit(), the pid names a zombie without an address space.
-struct IoSpan {
-    const void *base;
-    unsigned long len;
-};
-
-inline long copy_from_self(const IoSpan *local, const IoSpan *remote, long count) {
-    return call(SYS_process_vm_readv, gettid(), reinterpret_cast<long>(local), count,
-                reinterpret_cast<long>(remote), count, 0);
-}
-
 inline long copy_from_self(void *dst, const void *src, unsigned long n) {
-    IoSpan local = {dst, n}, remote = {src, n};
-    return copy_from_self(&local, &remote, 1);
+    struct {
+        const void *base;
+        unsigned long len;
+    } local = {dst, n}, remote = {src, n};  // struct iovec's layout
+    return call(SYS_process_vm_readv, gettid(), reinterpret_cast<long>(&local), 1,
+                reinterpret_cast<long>(&remote), 1, 0);
 }
 
 // Futex operations on a private 32-bit word.  Timeouts are relative.
