@@ -675,13 +675,18 @@ long add_target(int tid, int slot, unsigned long long slot_state, bool park, boo
         g_post_read = true;
     }
     t->tid.store(tid, std::memory_order_relaxed);
-    t->state.store(done ? kDone : kPending, std::memory_order_relaxed);
     t->result.store(done ? g_req.mine : 0, std::memory_order_relaxed);
     t->slot = slot;
     t->slot_state = slot_state;
     t->sent.store(done, std::memory_order_relaxed);
     t->park = park;
     t->conditional = conditional;
+    // Release: a handler whose claim reads this state then reads the fields
+    // above and this broadcast's seq and call -- even one whose cookie and
+    // count checks passed for the previous broadcast just before it ended
+    // (a late duplicate signal for the same index and thread), which has
+    // not synchronised with this broadcast's count.  A plain store on x86.
+    t->state.store(done ? kDone : kPending, std::memory_order_release);
     g_req.count.store(i + 1, std::memory_order_release);
     return i;
 }
