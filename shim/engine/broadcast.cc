@@ -251,7 +251,7 @@ struct Request {
     std::atomic<long> count;         // targets [0, count) are valid
     std::atomic<long> round_end;     // end of this round's signals (see next_send)
     std::atomic<bool> relaying;      // handlers relay in this round
-    std::atomic<bool> spin;          // small rounds spin for their answers (see spin_this_time)
+    std::atomic<bool> spin;          // small rounds spin for their answers (see spin_for_answers)
     long mine;                       // the caller's result
     Classified kind;                 // how the call's effect is read back
     // Every answer: decremented by handlers, read by the waiting caller.
@@ -263,8 +263,6 @@ struct Request {
     // signal; a handler reads them only before it answers, so never across
     // rounds.
     alignas(64) std::atomic<long> next_send;
-    // When the last answer of a round woke a sleeping caller (see note_wake_up).
-    alignas(64) std::atomic<long long> answer_ns;
     // Parked threads.
     alignas(64) std::atomic<unsigned> released;  // last seq whose parked threads may go (futex)
     std::atomic<int> parked;         // handlers that parked in this broadcast
@@ -429,14 +427,12 @@ bool interrupted_user_code(void *uc) {
 // caller that is spinning needs no futex_wake (at 4 threads that was two
 // system calls per broadcast on the answering CPUs), so the caller sets
 // `sleeping` before it reads `pending` for its futex_wait, and both sides
-// use seq_cst: either it sees our decrement, or we see it sleeping.  The
-// last answer to a sleeping caller is stamped, to measure its wake-up.
-// Raw system calls, the vDSO clock and atomics only (signal handler).
+// use seq_cst: either it sees our decrement, or we see it sleeping.
+// Raw system calls and atomics only (signal handler).
 void answered() {
     int left = g_req.pending.fetch_sub(1, std::memory_order_seq_cst) - 1;
     if (left == 0) {
         if (!g_req.sleeping.load(std::memory_order_seq_cst)) return;
-        g_req.answer_ns.store(sys::now_ns(), std::memory_order_relaxed);
         sys::futex_wake(&g_req.pending, 1);
     } else if (left == g_cpus - 1 && g_req.spin.load(std::memory_order_relaxed) &&
                g_req.sleeping.load(std::memory_order_seq_cst)) {
@@ -826,18 +822,16 @@ void check_straggler(Target *t, long long waited_ms) {
     }
 }
 
-// Spinning or sleeping for the answers of a small round.  With at most two
-// threads per CPU still to answer, their answers are microseconds away.  A
-// caller that sleeps for them pays its own wake-up after the last one, and
-// what that costs depends on the host, not on us: on the 2-vCPU VM it was
-// 3-4 us in a quiet hour and over 20 us in a busy one (the idle vCPU's
-// wake-up; glibc's one-thread broadcast took 8 us and 27 us).  Spinning
-// avoids it but holds a CPU, and on the quiet host it made one busy thread's
-// answer 2.5 us slower than sleeping.  So the caller measures: the handler
-// that gives the last answer to a sleeping caller stamps the time, the
-// caller reads the clock when it runs again, and the average of those
-// wake-ups (g_wake_ns) decides whether the next small rounds spin.  One
-// broadcast in kSampleEvery sleeps anyway, so the figure follows the host.
+// Spinning for the answers of a small round.  With at most two threads per
+// CPU still to answer, their answers are microseconds away, and a caller
+// that sleeps for them pays its own wake-up after the last one.  On a VM
+// whose vCPUs halt when idle that wake-up is the expensive part: over 20 us
+// on the 2-vCPU bench machine, where glibc's one-thread broadcast, which
+// sleeps, takes 45-90 us and ours about 20.  (It is 3-4 us only while some
+// other process keeps the vCPUs awake.  An earlier version measured its
+// wake-ups and slept when they were cheap; measured again with nothing else
+// running, always spinning was 3-27% faster at 1 and 4 threads and never
+// slower.)  PSXSHIM_SPIN=0 makes every round sleep instead.
 // A spin is bounded (kSpinNs), never runs on one CPU -- every thread needs
 // the caller's -- and never calls sched_yield.  It also ends when no answer
 // has come for kStallNs: a thread queued on the caller's own CPU cannot
@@ -852,32 +846,10 @@ void check_straggler(Target *t, long long waited_ms) {
 constexpr long long kSpinNs = 50000;
 constexpr long long kFirstStallNs = 30000;
 constexpr long long kStallNs = 15000;
-constexpr long long kSpinWorthNs = 10000;
-constexpr unsigned kSampleEvery = 16;
 
-// Broadcaster-only (under the engine lock).
-constinit long long g_wake_ns = 0;
-constinit unsigned g_spinning_broadcasts = 0;  // counts to kSampleEvery
-// PSXSHIM_SPIN: 0 never spins, 1 spins in every small round, anything else
-// (the default) decides by g_wake_ns.  Read once at start-up.
-constinit long g_spin_mode = -1;
-
-// Whether this broadcast's small rounds spin (see above).
-bool spin_this_time() {
-    if (g_cpus <= 1 || g_spin_mode == 0) return false;
-    if (g_spin_mode == 1) return true;
-    if (g_wake_ns < kSpinWorthNs) return false;
-    return ++g_spinning_broadcasts % kSampleEvery != 0;
-}
-
-void note_wake_up() {
-    long long stamp = g_req.answer_ns.load(std::memory_order_relaxed);
-    if (stamp == 0) return;  // woken by a timeout, or not by the last answer
-    long long late = sys::now_ns() - stamp;
-    if (late < 0) late = 0;
-    if (late > 200000) late = 200000;  // a preempted caller says nothing about wake-ups
-    g_wake_ns += (late - g_wake_ns) / 4;
-}
+// Small rounds spin: more than one CPU, and PSXSHIM_SPIN is not 0.  Set
+// once at start-up.
+constinit bool g_spin_small_rounds = false;
 
 void spin_for_answers(long long first_stall_ns) {
     long long now = sys::now_ns();
@@ -924,15 +896,11 @@ void wait_round(long begin, long end, long long start_ns) {
             continue;
         }
         // Handlers wake us only while this says we sleep (see answered()).
-        g_req.answer_ns.store(0, std::memory_order_relaxed);
         g_req.sleeping.store(true, std::memory_order_seq_cst);
         p = g_req.pending.load(std::memory_order_seq_cst);
         long r = p <= 0 ? -EAGAIN : sys::futex_wait(&g_req.pending, static_cast<unsigned>(p), static_cast<long>(backoff_ns));
         g_req.sleeping.store(false, std::memory_order_relaxed);
-        if (g_req.pending.load(std::memory_order_acquire) <= 0) {
-            if (r == 0) note_wake_up();  // woken, not returned at once
-            return;
-        }
+        if (g_req.pending.load(std::memory_order_acquire) <= 0) return;
         // Woken early (answers came in) or the count moved: wait on.  The
         // checks below run when the wait times out, i.e. answers stopped.
         if (r != -ETIMEDOUT) {
@@ -1108,7 +1076,7 @@ void init_once() {
     log::init_from_environment();
     g_timeout_ms = env_long("PSXSHIM_TIMEOUT_MS", g_timeout_ms);
     if (env_long("PSXSHIM_RELAY", 1) == 0) g_relay.store(false, std::memory_order_relaxed);
-    g_spin_mode = env_long("PSXSHIM_SPIN", -1);
+    g_spin_small_rounds = env_long("PSXSHIM_SPIN", 1) != 0;
     if (getrandom(&g_secret, sizeof g_secret, GRND_NONBLOCK) != sizeof g_secret) {
         g_secret = static_cast<unsigned>(sys::now_ns()) ^ static_cast<unsigned>(g_pid) * 2654435761u;
     }
@@ -1196,7 +1164,6 @@ long broadcast(const Call &call) {
     }
 
     long reached = 0;
-    long wake_us = 0;
     bool spun = false;
     if (mine >= 0) {
         ensure_handler_until_adopted();
@@ -1208,7 +1175,7 @@ long broadcast(const Call &call) {
         g_req.kind = classify(copy);
         g_req.mine = mine;
         g_req.parked.store(0, std::memory_order_relaxed);
-        g_req.spin.store(spin_this_time(), std::memory_order_relaxed);
+        g_req.spin.store(g_spin_small_rounds && g_cpus > 1, std::memory_order_relaxed);
         g_post_read = false;
         g_seen_used = 0;
         g_req.cookie.store(cookie, std::memory_order_release);
@@ -1231,7 +1198,6 @@ long broadcast(const Call &call) {
         // queue, so the one woken is always one that can run.
         if (g_req.parked.load(std::memory_order_acquire) > 0) sys::futex_wake(&g_req.released, 1);
         g_last_threads.store(static_cast<int>(reached + 1), std::memory_order_relaxed);
-        wake_us = static_cast<long>(g_wake_ns / 1000);  // read under the lock, logged after it
         spun = g_req.spin.load(std::memory_order_relaxed);
     }
 
@@ -1247,7 +1213,7 @@ long broadcast(const Call &call) {
             l << ", no other thread touched";
         } else {
             l << "applied on " << reached + 1 << " threads in " << static_cast<long>((sys::now_ns() - start) / 1000)
-              << " us (caller wake-up " << wake_us << " us: " << (spun ? "spins" : "sleeps") << " for small rounds)";
+              << " us (caller " << (spun ? "spins" : "sleeps") << " for small rounds)";
         }
         l.emit();
     }

@@ -94,10 +94,10 @@ if [ "$(id -u)" = 0 ]; then
     expect_status 0 "privilege drop under psxshim: every thread agrees" -- "$psxshim" "$probe"
     expect_in "psxshim: active" "the probe sees the library"
     expect_in "verdict: agree" "probe verdict"
-    # Both ways of waiting for small rounds, pinned with PSXSHIM_SPIN (the
-    # default picks one by measuring the caller's wake-ups): the same drop,
-    # and the log says which way the caller waited (on one CPU it never
-    # spins: the threads it waits for need that CPU).
+    # Both ways of waiting for small rounds, the default (spinning) and
+    # PSXSHIM_SPIN=0: the same drop, and the log says which way the caller
+    # waited (on one CPU it never spins: the threads it waits for need that
+    # CPU).
     spin_word=spins; [ "$(nproc)" -gt 1 ] || spin_word=sleeps
     for mode in 1:$spin_word 0:sleeps; do
         expect_status 0 "privilege drop with PSXSHIM_SPIN=${mode%%:*}" -- env PSXSHIM_SPIN="${mode%%:*}" "$psxshim" --verbose "$probe"
