@@ -19,7 +19,8 @@ and then calls plot.py for the PNG.  Standard library only.
 
 Environment knobs: PSXBENCH_QUICK=1 (threads 1,16,64 only, short budget),
 PSXBENCH_BUDGET_MS (time per cell, all rounds together; default 3000),
-PSXBENCH_ROUNDS (default 8), PSXBENCH_STATES (e.g. "idle,io"),
+PSXBENCH_ROUNDS (default 8; three times as many for cells of up to
+SMALL_CELL threads), PSXBENCH_STATES (e.g. "idle,io"),
 PSXBENCH_THREADS (e.g. "4,16").
 """
 
@@ -38,6 +39,13 @@ METHODS = ["glibc", "glibc-commit", "hand", "libpsx", "libpsx-capset", "libpsx-k
            "shim-setresuid", "shim-capset", "shim-keepcaps"]
 LIBPSX_METHODS = ["libpsx", "libpsx-capset", "libpsx-keepcaps"]
 SHIM_METHODS = ["shim-setresuid", "shim-capset", "shim-keepcaps"]
+# Cells of up to this many threads run three times the rounds (same budget).
+# There one process's median says little about the next one's: 16
+# identical processes with one idle thread had medians of 38-69 us (glibc)
+# and 14-24 us (psxshim), and with 8 processes per method the luck of the
+# draw moved a cell's ratios by 10% and more.  Starting a process with 16
+# threads costs about a millisecond, so more of them are cheap.
+SMALL_CELL = 16
 LABELS = {
     "glibc": "glibc setresuid",
     "glibc-commit": "glibc setresuid, committing",
@@ -184,7 +192,8 @@ def main():
     r = Runner(args)
     t_start = time.time()
     info = machine_info(args)
-    info += [("budget per cell", "%d ms over %d interleaved rounds (separate processes)" % (budget, rounds)),
+    info += [("budget per cell", "%d ms over %d interleaved rounds (separate processes; %d rounds up to %d threads)"
+              % (budget, rounds, 3 * rounds, SMALL_CELL)),
              ("quick", str(quick))]
 
     # ---- 1. verification: every thread changed ---------------------------
@@ -214,14 +223,15 @@ def main():
     log("   %d checks, %d as expected" % (len(vrows), sum(v["pass"] for v in vrows)))
 
     # ---- 2. timing ---------------------------------------------------------
-    log("== timing (budget %d ms per cell, %d rounds)" % (budget, rounds))
-    per_round = max(1, budget // rounds)
+    log("== timing (budget %d ms per cell, %d rounds, %d up to %d threads)" % (budget, rounds, 3 * rounds, SMALL_CELL))
     results = {}
     for state, counts in states.items():
         for n in counts:
+            cell_rounds = 3 * rounds if n <= SMALL_CELL else rounds
+            per_round = max(1, budget // cell_rounds)
             acc = {m: [] for m in methods}
             by_round = {m: [] for m in methods}  # each round's median, ns
-            for rd in range(rounds):
+            for rd in range(cell_rounds):
                 order = methods if rd % 2 == 0 else list(reversed(methods))
                 for m in order:
                     # Busy threads make a call cost up to a second (each
