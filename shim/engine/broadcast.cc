@@ -847,8 +847,8 @@ constexpr long long kSpinNs = 50000;
 constexpr long long kFirstStallNs = 30000;
 constexpr long long kStallNs = 15000;
 
-// Small rounds spin: more than one CPU, and PSXSHIM_SPIN is not 0.  Set
-// once at start-up.
+// PSXSHIM_SPIN is not 0: small rounds spin, if there is more than one CPU.
+// Set once at start-up.
 constinit bool g_spin_small_rounds = false;
 
 void spin_for_answers(long long first_stall_ns) {

@@ -43,8 +43,9 @@ Fn resolve(std::atomic<Fn> &cache, const char *name) {
 // The calling thread's tid without a system call: glibc (and musl) clone
 // with CLONE_PARENT_SETTID into the new thread's own descriptor, and the
 // kernel stores it before the child first runs.  create+join is held to
-// within 5% of the bare libc, and the two gettid() this replaces were about
-// two thirds of what the shim added to it (0.6 of 0.9 us on the bench VM).
+// within 5% of the bare libc; with the two gettid() this replaces, the
+// benchmark's create+join minimum was 2.0-5.4% above it, without them
+// 1.4-2.6%.
 int own_tid() {
     int tid = registry::tid_of(pthread_self());
     return tid > 0 ? tid : sys::gettid();
