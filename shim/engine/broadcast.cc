@@ -505,9 +505,7 @@ constexpr int kRelayFanout = 2;
 // The signal handler contract:
 //  - Runs on any thread, including raw-clone threads that share their
 //    parent's TLS: it uses no TLS, no locks, no allocation, no libc state --
-//    only atomics in g_req/g_targets/the registry, raw system calls and
-//    clock_gettime (the vDSO; async-signal-safe, and only for the last
-//    answer's time stamp).
+//    only atomics in g_req/g_targets/the registry and raw system calls.
 //  - Ours only if si_code == SI_QUEUE, si_pid == our pid and the cookie in
 //    si_value's high half is the running broadcast's; the low half indexes
 //    g_targets, and the target must name this very thread.  A stale request
@@ -847,8 +845,8 @@ constexpr long long kSpinNs = 50000;
 constexpr long long kFirstStallNs = 30000;
 constexpr long long kStallNs = 15000;
 
-// PSXSHIM_SPIN is not 0: small rounds spin, if there is more than one CPU.
-// Set once at start-up.
+// Small rounds spin: more than one CPU, and PSXSHIM_SPIN is not 0.  Set
+// once at start-up.
 constinit bool g_spin_small_rounds = false;
 
 void spin_for_answers(long long first_stall_ns) {
@@ -1076,7 +1074,6 @@ void init_once() {
     log::init_from_environment();
     g_timeout_ms = env_long("PSXSHIM_TIMEOUT_MS", g_timeout_ms);
     if (env_long("PSXSHIM_RELAY", 1) == 0) g_relay.store(false, std::memory_order_relaxed);
-    g_spin_small_rounds = env_long("PSXSHIM_SPIN", 1) != 0;
     if (getrandom(&g_secret, sizeof g_secret, GRND_NONBLOCK) != sizeof g_secret) {
         g_secret = static_cast<unsigned>(sys::now_ns()) ^ static_cast<unsigned>(g_pid) * 2654435761u;
     }
@@ -1086,6 +1083,7 @@ void init_once() {
         for (unsigned long w : cpus) n += __builtin_popcountl(w);
         g_cpus = n > 0 ? n : 1;
     }
+    g_spin_small_rounds = g_cpus > 1 && env_long("PSXSHIM_SPIN", 1) != 0;
     int self = sys::gettid();
     registry::add_live(self, 0);
     bool have_proc = procfs::open_task_dir(g_pid);
@@ -1175,7 +1173,7 @@ long broadcast(const Call &call) {
         g_req.kind = classify(copy);
         g_req.mine = mine;
         g_req.parked.store(0, std::memory_order_relaxed);
-        g_req.spin.store(g_spin_small_rounds && g_cpus > 1, std::memory_order_relaxed);
+        g_req.spin.store(g_spin_small_rounds, std::memory_order_relaxed);
         g_post_read = false;
         g_seen_used = 0;
         g_req.cookie.store(cookie, std::memory_order_release);
