@@ -470,8 +470,8 @@ long send(long i);
 // sleeping vCPU its wake-up.  A caller that sends every signal itself does
 // all the sending on one CPU while the other CPUs wake, run one handler and
 // fall idle again.  So each handler that claimed its own target first takes
-// up to kRelayFanout of the round's unsent signals and sends them, before it
-// runs the call; the caller takes the rest.  Each index is taken once
+// some of the round's unsent signals and sends them, before it runs the
+// call; the caller takes the rest.  Each index is taken once
 // (fetch_add), the wait loop resends whatever a relay took but could not
 // queue, and a relay happens before its handler answers, so the round (and
 // next_send/round_end) cannot change under it.  Only the signals' sender
@@ -484,15 +484,34 @@ long send(long i);
 // the caller's targets are already queued on (measured on 2 CPUs: no gain
 // at 4 threads, about level at 16, 10-30% less time per call at 256 and
 // 1,024).
-constexpr int kRelayFanout = 2;
+// How many: a handler woken from a system call sends one, replacing itself.
+// Each signal to a blocked thread is a wake-up, and with two per handler the
+// woken-but-not-yet-run threads doubled with every generation: a trace of
+// 1,024 blocked threads on 2 CPUs showed all signals out by two thirds of
+// the call, some 600 handlers still queued, and at the end one CPU idle for
+// a quarter of a millisecond while the other ran the 50 left on its queue.
+// One each keeps the queues short, and both CPUs finish together (capset
+// against glibc's committing broadcast, paired ratios of interleaved A/B
+// runs of 10-24 rounds: 1,024 threads 0.85-1.08x -> 0.78-0.97x, 256 and 64
+// threads 0.88-0.94x -> 0.86x, 16 idle threads 0.92x -> 0.87x).
+// A busy handler sends two: its targets are already running or runnable,
+// so a signal wakes nobody, and what a busy thread waits for is its turn on
+// a CPU -- a signal not yet sent when that turn comes costs it a whole
+// scheduling round of the spinners.
+constexpr int kRelayFanout = 1;
+constexpr int kBusyRelayFanout = 2;
 
-[[gnu::noinline]] void relay() {
+[[gnu::noinline]] void relay(int fanout) {
     if (!g_req.relaying.load(std::memory_order_relaxed) || !g_relay.load(std::memory_order_relaxed)) return;
     long end = g_req.round_end.load(std::memory_order_acquire);
-    for (int k = 0; k < kRelayFanout; k++) {
+    for (int k = 0; k < fanout;) {
         long i = g_req.next_send.fetch_add(1, std::memory_order_acq_rel);
         if (i >= end) return;
+        // Targets that need no signal (born with the effect, already
+        // answered) do not count: one relay per handler must not end a
+        // chain on them.
         if (g_targets.get(i)->state.load(std::memory_order_acquire) != kPending) continue;
+        k++;
         long r = send(i);
         if (r == -EAGAIN) return;  // signal queue full: the wait loop resends
         if (r < 0 && r != -ESRCH) {
@@ -557,7 +576,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // 250 ms).  A relay preempted between taking an index and sending it
     // holds that signal back until the wait loop's first timeout
     // (kFirstWaitNs), which resends whatever is still unsent.
-    relay();
+    relay(busy ? kBusyRelayFanout : kRelayFanout);
     long r;
     if (t->conditional && g_req.post.ok && has_effect_already()) {
         r = g_req.mine;  // born with the effect already: running it again would be a second run
