@@ -992,6 +992,16 @@ long accounted() {
 long run_rounds(int self, long long start_ns) {
     long begin = 0;
     for (;;) {
+        // After a round the kernel's count is asked first: it usually says
+        // that nobody is left, and that spares a scan of the whole registry
+        // -- cache misses on slots the handlers wrote, with every other CPU
+        // idle: the time from the last answer to the end of the rounds fell
+        // from 27-41 to 15-20 us at 1,024 threads.  Otherwise the round ends
+        // as it always has, after the scan.
+        if (begin > 0) {
+            long kernel = procfs::usable_count(g_pid);
+            if (kernel >= 0 && kernel == 1 + accounted()) break;
+        }
         gather_registry(self, begin > 0);
         if (g_req.count.load(std::memory_order_relaxed) == begin) {
             long kernel = procfs::usable_count(g_pid);
