@@ -12,6 +12,13 @@
 //                   memory because close_range closes every pipe.
 //   --mode=chroot-keepfd  the same without close_range, and a raw-clone thread
 //                   born inside the chroot: the kept /proc fd still finds it.
+//   --mode=fork-chroot  four pthreads, then _Fork(), which runs no
+//                   pthread_atfork handlers: the child still holds the shim's
+//                   state of its parent.  The child chroots, closes every fd
+//                   (the shim's /proc one too), starts three pthreads and
+//                   drops a capability; the parent checks the child's threads.
+//                   Only the registry can find them, so the shim must see it
+//                   is in a fork child at that first pthread_create.
 //   --mode=pidns    unshare(CLONE_NEWPID) + fork + exec: the tested program is
 //                   pid 1 of a new PID namespace while /proc still belongs to
 //                   the old one (/proc/self names another pid).  Pthreads
@@ -205,6 +212,62 @@ int mode_chroot(pt::Expect expect, bool close_fds) {
     return rc;
 }
 
+// The child of _Fork() inherits the shim's registry of our five threads and
+// no pthread_atfork reset.  Were its first pthread_create to register the
+// new threads into that stale state, the reset at its first broadcast would
+// forget them, and with /proc out of reach nothing would find them again.
+int mode_fork_chroot(pt::Expect expect) {
+    auto *sh = static_cast<Shared *>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    if (sh == MAP_FAILED) return std::perror("mmap"), 1;
+    std::snprintf(sh->dir, sizeof sh->dir, "/tmp/psxshim-chroot-XXXXXX");
+    if (!mkdtemp(sh->dir)) return std::perror("mkdtemp"), 1;
+
+    pt::Sleepers sleepers(4);
+    pid_t child = _Fork();
+    if (child == 0) {
+        alarm(30);
+        // One report: -1 = /proc still reachable (or set-up failed),
+        // 0 = the drop failed, 1 = done; then wait to be checked.
+        bool hidden = chroot(sh->dir) == 0 && chdir("/") == 0 && syscall(SYS_close_range, 3, ~0U, 0) == 0 &&
+                      opendir("/proc/self/task") == nullptr;
+        if (!hidden) {
+            sh->count = -1;
+            sh->cmd.store(1);
+            _exit(1);
+        }
+        pt::Sleepers mine(3);
+        sh->count = hx::drop_cap(CAP_NET_RAW) == 0 && !self_has_cap(CAP_NET_RAW);
+        sh->cmd.store(1);
+        wait_for(sh->done, 1, 30);
+        _exit(0);  // no destructors: they belong to the parent's copy
+    }
+    if (child < 0) return std::perror("_Fork"), 1;
+
+    Verdict v;
+    if (!wait_for(sh->cmd, 1, 30)) {
+        std::printf("  the _Fork child did not report\n");
+        v.broken = true;
+    } else if (sh->count < 0) {
+        std::printf("  the _Fork child could not chroot and close its fds, or /proc stayed reachable\n");
+        v.broken = true;
+    } else {
+        if (sh->count == 0) std::printf("  capset failed in the _Fork child\n"), v.broken = true;
+        int n = 0;
+        std::string d = hx::outside_differences(child, child, &n);
+        v.step("_Fork child in a chroot: 3 pthreads, capset drops CAP_NET_RAW", d, n, 1 + 3);
+    }
+    sh->done.store(1);
+    int st = 0;
+    waitpid(child, &st, 0);
+    rmdir(sh->dir);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        std::printf("  _Fork child ended abnormally (status %#x)\n", st);
+        v.broken = true;
+    }
+    if (!self_has_cap(CAP_NET_RAW)) std::printf("  the parent lost CAP_NET_RAW\n"), v.broken = true;
+    return v.finish(expect, "_Fork child, /proc out of reach");
+}
+
 // ---- two-process variants (pidns, hidepid): the launcher checks ---------------------
 
 // Child side: after each step, write 'S' (or 'F' if the step failed) and wait
@@ -394,8 +457,9 @@ int main(int argc, char **argv) {
     std::printf("shim %s\n", pt::shim_loaded() ? "loaded" : "absent");
     if (mode == "chroot") return mode_chroot(expect, true);
     if (mode == "chroot-keepfd") return mode_chroot(expect, false);
+    if (mode == "fork-chroot") return mode_fork_chroot(expect);
     if (mode == "pidns") return mode_pidns(expect, argc, argv);
     if (mode == "hidepid") return mode_hidepid(expect, argc, argv);
-    std::printf("usage: %s --mode=chroot|pidns|hidepid [--expect=uniform|diverge]\n", argv[0]);
+    std::printf("usage: %s --mode=chroot|chroot-keepfd|fork-chroot|pidns|hidepid [--expect=uniform|diverge]\n", argv[0]);
     return 1;
 }

@@ -8,6 +8,11 @@
 //   fork_from_thread  the same, forked from a secondary thread of the parent
 //   fork_during       a thread forks repeatedly (children as in fork_threads)
 //                     while the main thread broadcasts in a loop
+//   _Fork_single      fork_single, but made with _Fork(), which runs no
+//                     pthread_atfork handlers: the shim finds out it is in a
+//                     fork child at the child's first credential call
+//   _Fork_threads     the same child starts its threads first, so the shim
+//                     finds out at its first pthread_create
 //   vfork             a vfork child calls setuid() and PR_CAPBSET_DROP: only the
 //                     child changes; the parent's threads keep uid 0 and the
 //                     bounding capability
@@ -45,8 +50,9 @@ void parent_unaffected(const char *when, int cap) {
 }
 
 // Runs in a fork child: drop, optionally with threads of our own; exit with
-// a status the parent checks.
-[[noreturn]] void child_body(bool with_threads) {
+// a status the parent checks.  Without `drop_first` the child's first call
+// into the shim is the pthread_create of its threads.
+[[noreturn]] void child_body(bool with_threads, bool drop_first = true) {
     alarm(20);  // a hung child must not outlive the test
     int self = tt::gettid_();
     if (self != getpid()) {
@@ -54,12 +60,12 @@ void parent_unaffected(const char *when, int cap) {
         std::fflush(stdout);
         _exit(kChildError);
     }
-    if (tt::drop_cap(CAP_NET_RAW) != 0 || prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT) != 0) {
+    if (drop_first && (tt::drop_cap(CAP_NET_RAW) != 0 || prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT) != 0)) {
         std::printf("child %d: single-threaded drop failed: %s\n", getpid(), strerror(errno));
         std::fflush(stdout);
         _exit(kChildError);
     }
-    if (tt::have_effective(CAP_NET_RAW)) _exit(kChildError);
+    if (drop_first && tt::have_effective(CAP_NET_RAW)) _exit(kChildError);
     if (!with_threads) _exit(tt::differences().empty() ? kChildUniform : kChildDiverged);
     int status;
     {
@@ -127,6 +133,19 @@ int case_fork(bool with_threads, bool from_thread) {
     if (pid < 0) return std::perror("fork"), 1;
     check_child(pid, with_threads);
     return parent_finish(with_threads ? "fork child with threads of its own" : "single-threaded fork child");
+}
+
+// _Fork() (glibc 2.34) runs no pthread_atfork handlers, so the shim's fork
+// child reset does not run either; the child still holds the parent's
+// registry of five threads.  It must find out by itself, at whichever of
+// its calls reaches the shim first, and must not signal tids of the parent.
+int case_Fork(bool with_threads) {
+    pt::Sleepers sleepers(4);
+    pid_t pid = _Fork();
+    if (pid == 0) child_body(with_threads, !with_threads);
+    if (pid < 0) return std::perror("_Fork"), 1;
+    check_child(pid, with_threads);
+    return parent_finish(with_threads ? "_Fork child starting threads of its own" : "single-threaded _Fork child");
 }
 
 int case_fork_during() {
@@ -222,6 +241,8 @@ int main(int argc, char **argv) {
     if (c == "fork_threads") return case_fork(true, false);
     if (c == "fork_from_thread") return case_fork(true, true);
     if (c == "fork_during") return case_fork_during();
+    if (c == "_Fork_single") return case_Fork(false);
+    if (c == "_Fork_threads") return case_Fork(true);
     if (c == "vfork") return case_vfork();
     return std::printf("unknown --case=%s\n", c.c_str()), 1;
 }
