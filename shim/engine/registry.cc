@@ -77,7 +77,11 @@ void release(int index, int tid) {
     unsigned long long cur = s->state.load(std::memory_order_acquire);
     if (tid_of_state(cur) != tid) return;
     if (s->state.compare_exchange_strong(cur, make_state(gen_of_state(cur), kFree), std::memory_order_acq_rel)) {
-        g_free_hint.store(index, std::memory_order_relaxed);
+        // Stored only when it changes: in a create+join loop it is the same
+        // slot every time, and a store would move the hint's cache line to
+        // the exiting thread's CPU and back to the creator's on every
+        // create (claim() reads it).
+        if (g_free_hint.load(std::memory_order_relaxed) != index) g_free_hint.store(index, std::memory_order_relaxed);
     }
 }
 
