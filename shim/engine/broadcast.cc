@@ -45,8 +45,9 @@
 //   - Exit: the round-ending check counts /proc/self/task against the
 //     threads we know are alive.  A thread that answered and returned is
 //     counted alive only while its registry slot is still held by it, and a
-//     kTracked slot is freed by the thread's TSD destructor before the thread
-//     dies; so it is never counted after its death, and an unknown thread
+//     kTracked slot is freed by the thread itself as its start routine ends
+//     (returns, pthread_exit, cancellation), before it dies; so it is never
+//     counted after its death, and an unknown thread
 //     can never hide behind a dead one in the count.
 // That needs a call whose effect we can read back (the credential calls;
 // see Check) and a kTracked thread.  Everything else parks: threads found by
@@ -596,7 +597,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         publish_child(t->slot);
         // Children this thread creates from now on are born with the effect.
         // Only our own slot: it cannot be freed under us, since we free it
-        // ourselves (TSD destructor) and the broadcaster frees only the
+        // ourselves (as our start routine ends) and the broadcaster frees only the
         // slots of threads that are gone.
         registry::Slot *mine = registry::at(t->slot);
         if (mine && mine->tid() == me) mine->applied.store(seq, std::memory_order_release);

@@ -22,7 +22,7 @@ inline constexpr int kReserved = -1;
 
 enum : unsigned {
     kForeign = 1u,  // found by a /proc sweep, not seen being born
-    kTracked = 2u,  // runs our TSD destructor, which frees the slot before
+    kTracked = 2u,  // runs our cleanup handler, which frees the slot before
                     // the thread dies (set by the pthread_create trampoline)
 };
 

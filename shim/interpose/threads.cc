@@ -26,9 +26,6 @@ constinit std::atomic<ExitFn> g_real_exit{nullptr};
 // lazy allocation, so it is safe wherever pthread functions are.
 __thread int t_slot __attribute__((tls_model("initial-exec"))) = -1;
 
-pthread_key_t g_exit_key;
-pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
-
 template <typename Fn>
 Fn resolve(std::atomic<Fn> &cache, const char *name) {
     Fn fn = cache.load(std::memory_order_acquire);
@@ -51,16 +48,25 @@ int own_tid() {
     return tid > 0 ? tid : sys::gettid();
 }
 
-// A thread's slot is freed by a TSD destructor: it runs however the thread
-// ends (return, pthread_exit, cancellation), shortly before the kernel
-// forgets the thread.  If a broadcast targets it after this point, the
-// thread is still found through /proc or answers nothing and is seen gone.
-void on_thread_exit(void *value) {
-    int index = static_cast<int>(reinterpret_cast<long>(value)) - 1;
+// A thread's slot is freed when its start routine ends, however it ends:
+// by returning, or by pthread_exit or cancellation, which unwind the stack
+// and run cleanup handlers.  The handler is a pthread_cleanup_push buffer
+// in the trampoline's own frame.  This file is C++ without exceptions, so
+// glibc's <pthread.h> gives the C form of that macro (a setjmp buffer that
+// the unwinder jumps to as it passes our frame) rather than its C++ form (a
+// destructor, which -fno-exceptions would leave out of the unwind).
+// Freeing the slot this way costs a setjmp; the TSD destructor it replaces
+// made glibc walk its whole key table at every thread exit, about 680
+// instructions, 60% of what the shim added to a create+join (callgrind).
+// After this point the thread may still run C++ thread_local and TSD
+// destructors; if a broadcast targets it then, it is found through /proc
+// or answers nothing and is seen gone -- and it has no slot of its own, so
+// a pthread_create from a destructor cannot write into a reused one.
+void on_thread_exit(void *p) {
+    int index = static_cast<int>(reinterpret_cast<long>(p));
+    t_slot = -1;
     registry::release(index, own_tid());
 }
-
-void make_exit_key() { pthread_key_create(&g_exit_key, on_thread_exit); }
 
 void *trampoline(void *p) {
     int index = static_cast<int>(reinterpret_cast<long>(p));
@@ -70,12 +76,14 @@ void *trampoline(void *p) {
     unsigned gen = registry::gen_of_state(s->state.load(std::memory_order_acquire));
     registry::publish(index, gen, own_tid());  // unless the parent already did
     t_slot = index;
-    if (pthread_setspecific(g_exit_key, reinterpret_cast<void *>(static_cast<long>(index) + 1)) == 0) {
-        // From now on the slot is freed before this thread can die, which
-        // lets a broadcast count it without parking it (broadcast.cc).
-        s->flags.fetch_or(registry::kTracked, std::memory_order_release);
-    }
-    return start(arg);
+    void *ret;
+    pthread_cleanup_push(on_thread_exit, p);
+    // From now on the slot is freed before this thread can die, which lets
+    // a broadcast count it without parking it (broadcast.cc).
+    s->flags.fetch_or(registry::kTracked, std::memory_order_release);
+    ret = start(arg);
+    pthread_cleanup_pop(1);
+    return ret;
 }
 
 // The calling thread's slot; threads we did not create (the main thread,
@@ -101,7 +109,6 @@ PSX_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, voi
     engine::ensure_init();
     CreateFn real = resolve(g_real_create, "pthread_create");
     if (!real) return EAGAIN;
-    pthread_once(&g_exit_key_once, make_exit_key);
     engine::before_pthread_create();
 
     unsigned gen;

@@ -12,6 +12,11 @@
 //   dlopen          threads started by a dlopen()ed library (--module=PATH)
 //   exiting         threads exiting while the call runs
 //   main_exit       the main thread called pthread_exit(); another thread calls
+//   exit_paths      thousands of threads end by returning, pthread_exit(),
+//                   deferred and asynchronous cancellation: each must give
+//                   its registry slot back as it ends (the process's memory
+//                   stays flat: a slot kept per ended thread would map a new
+//                   16 KiB chunk every 256 threads), then the call
 //
 // Each checks every thread through /proc (tt::differences) and each named
 // thread explicitly; the negative control (no shim) must show divergence.
@@ -378,6 +383,87 @@ int case_exiting() {
     return g_fail.finish(g_expect, diff, "threads exiting while the call runs");
 }
 
+// ---- exit_paths ----------------------------------------------------------------------------
+
+enum class Ending { kReturn, kExit, kCancelDeferred, kCancelAsync };
+
+std::atomic<bool> g_ending_ready{false};
+
+void *ender(void *p) {
+    switch (static_cast<Ending>(reinterpret_cast<long>(p))) {
+    case Ending::kReturn: return nullptr;
+    case Ending::kExit: pthread_exit(nullptr);
+    case Ending::kCancelDeferred:
+        g_ending_ready = true;
+        for (;;) pause();  // a cancellation point
+    case Ending::kCancelAsync:
+        pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, nullptr);
+        g_ending_ready = true;
+        for (;;) __asm__ volatile("");
+    }
+    return nullptr;
+}
+
+long vm_size_kb() {
+    FILE *f = std::fopen("/proc/self/status", "re");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (std::fgets(line, sizeof line, f))
+        if (!std::strncmp(line, "VmSize:", 7)) kb = std::atol(line + 7);
+    std::fclose(f);
+    return kb;
+}
+
+// One thread at a time, each ending the given way; false if one misbehaved.
+bool run_enders(Ending how, int n) {
+    for (int i = 0; i < n; i++) {
+        g_ending_ready = false;
+        pthread_t t;
+        if (pthread_create(&t, nullptr, ender, reinterpret_cast<void *>(static_cast<long>(how))) != 0) {
+            g_fail.add("pthread_create: %s", strerror(errno));
+            return false;
+        }
+        bool cancel = how == Ending::kCancelDeferred || how == Ending::kCancelAsync;
+        if (cancel) {
+            while (!g_ending_ready) sched_yield();
+            pthread_cancel(t);
+        }
+        void *ret = nullptr;
+        pthread_join(t, &ret);
+        if (cancel && ret != PTHREAD_CANCELED) {
+            g_fail.add("a cancelled thread did not end cancelled");
+            return false;
+        }
+    }
+    return true;
+}
+
+int case_exit_paths() {
+    pt::Sleepers sleepers(2);
+    const struct {
+        Ending how;
+        const char *name;
+    } endings[] = {{Ending::kReturn, "return"},
+                   {Ending::kExit, "pthread_exit"},
+                   {Ending::kCancelDeferred, "deferred cancellation"},
+                   {Ending::kCancelAsync, "asynchronous cancellation"}};
+    for (const auto &e : endings) {
+        // Warm up first: glibc's stack cache and the shim's first chunk.
+        if (!run_enders(e.how, 300)) break;
+        long before = vm_size_kb();
+        if (!run_enders(e.how, 1500)) break;
+        long after = vm_size_kb();
+        std::printf("1500 threads ending by %s: VmSize %ld -> %ld kB\n", e.name, before, after);
+        if (before < 0 || after - before >= 16)
+            g_fail.add("VmSize grew by %ld kB over 1500 threads ending by %s: slots not given back", after - before, e.name);
+    }
+    if (tt::drop_cap(CAP_NET_RAW) != 0) g_fail.add("capset: %s", strerror(errno));
+    std::string diff = tt::differences();
+    check_all("sleeping pthread", sleepers.tids());
+    return g_fail.finish(g_expect, diff, "threads that ended every way a thread can");
+}
+
 // ---- main_exit ------------------------------------------------------------------------------
 
 int g_main_pid;
@@ -431,6 +517,7 @@ int main(int argc, char **argv) {
     else if (c == "dlopen") rc = case_dlopen(tt::arg_value(argc, argv, "--module="));
     else if (c == "exiting") rc = case_exiting();
     else if (c == "main_exit") rc = case_main_exit();
+    else if (c == "exit_paths") rc = case_exit_paths();
     else return std::printf("unknown --case=%s\n", c.c_str()), 1;
     delete wd;
     return rc;
