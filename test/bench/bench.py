@@ -61,7 +61,19 @@ STATES = {
     "idle": [1, 4, 16, 64, 256, 1024],
     "io": [1, 4, 16, 64, 256, 1024],
     "busy": [1, 4, 16, 64],
+    # Idle threads with the whole process confined to one CPU from its start
+    # (as taskset -c would): every signalled thread runs on the caller's CPU,
+    # so a call is context switches and system calls, no vCPU wake-up.  With
+    # one or four idle threads on two CPUs the scheduler puts them on the
+    # caller's CPU in some processes and not in others (see placement_table),
+    # which decides the cell's medians; these rows measure that case alone.
+    "idle-1cpu": [1, 4],
 }
+# psxbench's name for a state, and whether it runs on one CPU.
+STATE_ARG = {"idle-1cpu": "idle"}
+ONE_CPU_STATES = {"idle-1cpu"}
+# Cells of up to this many extra threads get the placement table.
+PLACEMENT_CELL = 4
 
 
 def log(*a):
@@ -85,18 +97,32 @@ class Runner:
             env["LD_PRELOAD"] = self.a.shim
         return [exe] + argv, env
 
-    def run(self, method, argv, alloc=False, timeout=600, wrap=()):
+    def run(self, method, argv, alloc=False, timeout=600, wrap=(), one_cpu=False):
         cmd, env = self.cmd(method, argv, alloc)
-        p = subprocess.run(list(wrap) + cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        pre = None
+        if one_cpu:
+            cpu = min(os.sched_getaffinity(0))
+            pre = lambda: os.sched_setaffinity(0, {cpu})  # noqa: E731 (before exec, like taskset)
+        p = subprocess.run(list(wrap) + cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                           preexec_fn=pre)
         if p.returncode not in (0, 1):
             raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr.strip()))
         return p
 
-    def samples(self, method, argv):
-        p = self.run(method, argv)
+    def samples(self, method, argv, one_cpu=False):
+        return self.timed(method, argv, one_cpu)[0]
+
+    def timed(self, method, argv, one_cpu=False):
+        """The samples, and whether every extra thread last ran on the
+        caller's CPU (None if the program did not say)."""
+        p = self.run(method, argv, one_cpu=one_cpu)
+        shared = None
         for line in p.stdout.splitlines():
+            if line.startswith("placement"):
+                k, n = (int(x) for x in line.split()[1:3])
+                shared = k == n
             if line.startswith("samples_ns"):
-                return [int(x) for x in line.split()[1:]]
+                return [int(x) for x in line.split()[1:]], shared
         raise RuntimeError("no samples from %s %s: %s" % (method, argv, p.stderr))
 
 
@@ -199,7 +225,7 @@ def main():
     # ---- 1. verification: every thread changed ---------------------------
     log("== verification pass")
     vrows = []
-    vcounts = {"idle": [1, 64, 1024], "io": [1, 64, 1024], "busy": [4, 64]}
+    vcounts = {"idle": [1, 64, 1024], "io": [1, 64, 1024], "busy": [4, 64], "idle-1cpu": [1, 4]}
     for state, counts in vcounts.items():
         if state not in states:
             continue
@@ -207,7 +233,7 @@ def main():
             for m in methods + ["raw"]:
                 if m == "raw" and n != 64:
                     continue
-                p = r.run(m, ["verify", m, state, str(n)])
+                p = r.run(m, ["verify", m, STATE_ARG.get(state, state), str(n)], one_cpu=state in ONE_CPU_STATES)
                 words = (p.stdout.split() + ["?", "?", "?", "?"])[:4]
                 ok = words[1]
                 expect = "FAIL" if m == "raw" else "ok"
@@ -231,18 +257,23 @@ def main():
             per_round = max(1, budget // cell_rounds)
             acc = {m: [] for m in methods}
             by_round = {m: [] for m in methods}  # each round's median, ns
+            shared = {m: 0 for m in methods}  # processes whose threads all shared the caller's CPU
             for rd in range(cell_rounds):
                 order = methods if rd % 2 == 0 else list(reversed(methods))
                 for m in order:
                     # Busy threads make a call cost up to a second (each
                     # thread waits for its turn on the CPU): fewer samples.
                     min_iters = "5" if state == "busy" else "15"
-                    v = r.samples(m, ["time", m, state, str(n), str(per_round), min_iters, "2500"])
+                    v, all_shared = r.timed(m, ["time", m, STATE_ARG.get(state, state), str(n), str(per_round),
+                                                min_iters, "2500"], one_cpu=state in ONE_CPU_STATES)
                     acc[m] += v
                     by_round[m].append(statistics.median(v))
+                    shared[m] += bool(all_shared)
             for m in methods:
                 results[(state, n, m)] = stats_us(acc[m])
                 results[(state, n, m)]["round_medians"] = by_round[m]
+                results[(state, n, m)]["shared"] = shared[m]
+                results[(state, n, m)]["rounds"] = cell_rounds
             line = "  %-4s %5d  " % (state, n) + "  ".join(
                 "%s=%s" % (m, fmt(results[(state, n, m)]["median_us"])) for m in methods)
             log(line + "   [%.0fs]" % (time.time() - t_start))
@@ -251,7 +282,8 @@ def main():
         g = results[(state, n, "glibc")]["median_us"]
         h = results[(state, n, "hand")]["median_us"]
         row = {"state": state, "threads": n, "method": m}
-        row.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in s.items() if k != "round_medians"})
+        row.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in s.items()
+                    if k not in ("round_medians", "rounds")})
         row["ratio_glibc"] = round(s["median_us"] / g, 3)
         row["paired_ratio_glibc"] = round(paired_ratio(results, (state, n), m, "glibc"), 3)
         row["ratio_hand"] = round(s["median_us"] / h, 3)
@@ -427,13 +459,40 @@ def target_counts(states, methods, results):
     return L
 
 
+def placement_table(states, methods, results):
+    """How many processes of each small cell had every extra thread last run
+    on the caller's CPU.  Such a process's calls cost a few microseconds
+    (context switches), the others' a vCPU wake-up, so a cell's medians
+    depend on this mix.  The scheduler decides it, once per process more or
+    less, and not alike for every method: it puts a woken thread on the
+    caller's CPU mostly when that CPU looks lightly loaded, which a caller
+    that sleeps for its answers (glibc, the hand-written bound) does more
+    often than one that spins (psxshim, libpsx)."""
+    cells = [(st, n) for st, counts in states.items() if st not in ONE_CPU_STATES for n in counts
+             if n <= PLACEMENT_CELL]
+    if not cells:
+        return []
+    L = ["### Where the extra threads ran: processes whose threads all last ran on the caller's CPU\n",
+         "| state | extra threads | " + " | ".join(LABELS[m] for m in methods) + " |",
+         "|---|---:|" + "---:|" * len(methods)]
+    for st, n in cells:
+        L.append("| %s | %d | %s |" % (st, n, " | ".join(
+            "%d of %d" % (results[(st, n, m)]["shared"], results[(st, n, m)]["rounds"]) for m in methods)))
+    L.append("")
+    return L
+
+
+def state_title(state):
+    return "idle threads, the whole process on one CPU," if state == "idle-1cpu" else "%s threads:" % state
+
+
 def write_summary(args, info, states, methods, results, vrows, crows, srows, mrows, kcost):
     L = []
     L.append("## Machine\n")
     L += ["- %s: %s" % kv for kv in info]
     L.append("")
     for state, counts in states.items():
-        L.append("### %s threads: median µs per call (p99)\n" % state)
+        L.append("### %s median µs per call (p99)\n" % state_title(state))
         L.append("| extra threads | " + " | ".join(LABELS[m] for m in methods) + " |")
         L.append("|---:|" + "---:|" * len(methods))
         for n in counts:
@@ -441,7 +500,7 @@ def write_summary(args, info, states, methods, results, vrows, crows, srows, mro
                      for m in methods]
             L.append("| %d | %s |" % (n, " | ".join(cells)))
         L.append("")
-        L.append("### %s threads: ratio of medians to glibc / to the hand-written bound\n" % state)
+        L.append("### %s ratio of medians to glibc / to the hand-written bound\n" % state_title(state))
         others = [m for m in methods if m != "glibc"]
         L.append("| extra threads | " + " | ".join(LABELS[m] for m in others) + " | targets met |")
         L.append("|---:|" + "---:|" * len(others) + ":---|")
@@ -457,6 +516,7 @@ def write_summary(args, info, states, methods, results, vrows, crows, srows, mro
             L.append("| %d | %s | %s |" % (n, " | ".join(cells), ", ".join(met)))
         L.append("")
     L += target_counts(states, methods, results)
+    L += placement_table(states, methods, results)
     L.append("### Verification pass\n")
     bad = [v for v in vrows if not v["pass"]]
     L.append("%d checks (methods × states × 1/64/1,024 threads, plus a `raw` caller-only negative control "
