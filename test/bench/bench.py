@@ -110,19 +110,10 @@ class Runner:
         return p
 
     def samples(self, method, argv, one_cpu=False):
-        return self.timed(method, argv, one_cpu)[0]
-
-    def timed(self, method, argv, one_cpu=False):
-        """The samples, and whether every extra thread last ran on the
-        caller's CPU (None if the program did not say)."""
         p = self.run(method, argv, one_cpu=one_cpu)
-        shared = None
         for line in p.stdout.splitlines():
-            if line.startswith("placement"):
-                k, n = (int(x) for x in line.split()[1:3])
-                shared = k == n
             if line.startswith("samples_ns"):
-                return [int(x) for x in line.split()[1:]], shared
+                return [int(x) for x in line.split()[1:]]
         raise RuntimeError("no samples from %s %s: %s" % (method, argv, p.stderr))
 
 
@@ -257,23 +248,19 @@ def main():
             per_round = max(1, budget // cell_rounds)
             acc = {m: [] for m in methods}
             by_round = {m: [] for m in methods}  # each round's median, ns
-            shared = {m: 0 for m in methods}  # processes whose threads all shared the caller's CPU
             for rd in range(cell_rounds):
                 order = methods if rd % 2 == 0 else list(reversed(methods))
                 for m in order:
                     # Busy threads make a call cost up to a second (each
                     # thread waits for its turn on the CPU): fewer samples.
                     min_iters = "5" if state == "busy" else "15"
-                    v, all_shared = r.timed(m, ["time", m, STATE_ARG.get(state, state), str(n), str(per_round),
-                                                min_iters, "2500"], one_cpu=state in ONE_CPU_STATES)
+                    v = r.samples(m, ["time", m, STATE_ARG.get(state, state), str(n), str(per_round), min_iters,
+                                      "2500"], one_cpu=state in ONE_CPU_STATES)
                     acc[m] += v
                     by_round[m].append(statistics.median(v))
-                    shared[m] += bool(all_shared)
             for m in methods:
                 results[(state, n, m)] = stats_us(acc[m])
                 results[(state, n, m)]["round_medians"] = by_round[m]
-                results[(state, n, m)]["shared"] = shared[m]
-                results[(state, n, m)]["rounds"] = cell_rounds
             line = "  %-4s %5d  " % (state, n) + "  ".join(
                 "%s=%s" % (m, fmt(results[(state, n, m)]["median_us"])) for m in methods)
             log(line + "   [%.0fs]" % (time.time() - t_start))
@@ -282,8 +269,7 @@ def main():
         g = results[(state, n, "glibc")]["median_us"]
         h = results[(state, n, "hand")]["median_us"]
         row = {"state": state, "threads": n, "method": m}
-        row.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in s.items()
-                    if k not in ("round_medians", "rounds")})
+        row.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in s.items() if k != "round_medians"})
         row["ratio_glibc"] = round(s["median_us"] / g, 3)
         row["paired_ratio_glibc"] = round(paired_ratio(results, (state, n), m, "glibc"), 3)
         row["ratio_hand"] = round(s["median_us"] / h, 3)
@@ -460,24 +446,32 @@ def target_counts(states, methods, results):
 
 
 def placement_table(states, methods, results):
-    """How many processes of each small cell had every extra thread last run
-    on the caller's CPU.  Such a process's calls cost a few microseconds
-    (context switches), the others' a vCPU wake-up, so a cell's medians
-    depend on this mix.  The scheduler decides it, once per process more or
-    less, and not alike for every method: it puts a woken thread on the
-    caller's CPU mostly when that CPU looks lightly loaded, which a caller
-    that sleeps for its answers (glibc, the hand-written bound) does more
-    often than one that spins (psxshim, libpsx)."""
-    cells = [(st, n) for st, counts in states.items() if st not in ONE_CPU_STATES for n in counts
-             if n <= PLACEMENT_CELL]
+    """For the cells with as many threads as a one-CPU row: how many of a
+    method's processes (rounds) had a median call within twice what it
+    costs with the whole process on one CPU.  A call on two CPUs costs that
+    little only while the signalled thread runs on the caller's own CPU;
+    where it runs on the other, a call waits for that vCPU to wake.  The
+    scheduler decides this per process, more or less once, and not alike
+    for every method, and a cell's pooled median lands in whichever mode
+    most of a method's processes were in."""
+    one = {n for st in ONE_CPU_STATES if st in states for n in states[st]}
+    cells = [(st, n) for st, counts in states.items() if st not in ONE_CPU_STATES for n in counts if n in one]
     if not cells:
         return []
-    L = ["### Where the extra threads ran: processes whose threads all last ran on the caller's CPU\n",
+    base = {(n, m): min(results[(st, n, m)]["median_us"] for st in ONE_CPU_STATES if (st, n, m) in results)
+            for n in one for m in methods}
+    L = ["### Processes whose calls cost what they cost on one CPU\n",
+         "How many of a cell's processes had a median call at most twice that method's median in the "
+         "one-CPU row with as many threads: their threads ran on the caller's CPU.\n",
          "| state | extra threads | " + " | ".join(LABELS[m] for m in methods) + " |",
          "|---|---:|" + "---:|" * len(methods)]
     for st, n in cells:
-        L.append("| %s | %d | %s |" % (st, n, " | ".join(
-            "%d of %d" % (results[(st, n, m)]["shared"], results[(st, n, m)]["rounds"]) for m in methods)))
+        row = []
+        for m in methods:
+            meds = results[(st, n, m)]["round_medians"]
+            fast = sum(1 for x in meds if x / 1000.0 <= 2 * base[(n, m)])
+            row.append("%d of %d" % (fast, len(meds)))
+        L.append("| %s | %d | %s |" % (st, n, " | ".join(row)))
     L.append("")
     return L
 

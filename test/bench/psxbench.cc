@@ -178,22 +178,6 @@ char task_state(int tid) {
     return paren && paren[1] == ' ' ? paren[2] : '?';
 }
 
-// The CPU a thread last ran on (field 39 of its stat line), -1 if unknown.
-int task_cpu(int tid) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    char buf[1024];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    for (int field = 2; p && field < 39; field++) p = strchr(p + 1, ' ');
-    return p ? atoi(p + 1) : -1;
-}
-
 void start_threads(State state, int n) {
     g_state = state;
     g_tids.assign(static_cast<size_t>(n), 0);
@@ -564,14 +548,6 @@ int run_time(Method m, int n, long budget_ms, long min_iters, long max_iters) {
         samples.push_back(t1 - t0);
     }
     printf("threads %d\n", n);
-    // Where the threads ended up: how many extra threads last ran on the
-    // caller's CPU.  With a few idle threads this decides what a call costs
-    // (a thread on the caller's CPU is a context switch away, one on an idle
-    // vCPU a vCPU wake-up away), the scheduler chooses it, and it tends to
-    // stay for the life of the process.
-    int mine = sched_getcpu(), shared = 0;
-    for (int tid : g_tids) shared += task_cpu(tid) == mine;
-    printf("placement %d %d\n", shared, n);
     print_samples("samples_ns", samples);
     return 0;
 }
