@@ -557,6 +557,17 @@ def write_summary(args, info, states, methods, results, vrows, crows, srows, mro
                                               kcost["keepcaps"]))
     L.append("\nEvery thread of a broadcast pays its call's cost: at N threads, capset costs about "
              "N × %.1f µs more than setresuid in the kernel alone.\n" % ((kcost["capset"] - kcost["setresuid"]) / 1000))
+    if "rt_sigprocmask" in kcost:
+        shim = 2 * kcost["rt_sigprocmask"] + kcost["fstat_task"] + 2 * kcost["gettid"]
+        glibc = 2 * kcost["getpid"] + 2 * kcost["futex_wake"]
+        L.append("The fixed system calls in which a one-thread broadcast differs (ns each):\n")
+        L.append("| rt_sigprocmask | fstat(/proc/self/task) | gettid | getpid | futex_wake, nobody waiting |")
+        L.append("|---:|---:|---:|---:|---:|")
+        L.append("| %.0f | %.0f | %.0f | %.0f | %.0f |" % (kcost["rt_sigprocmask"], kcost["fstat_task"], kcost["gettid"],
+                                                         kcost["getpid"], kcost["futex_wake"]))
+        L.append("\nBoth send one signal, make one futex wait and one wake, and return from one handler; "
+                 "beyond that psxshim makes two `rt_sigprocmask`, one `fstat` and two `gettid` (%.0f ns), "
+                 "glibc two `getpid` and two more `futex_wake` (%.0f ns).\n" % (shim, glibc))
     L.append("### Descriptors, memory and allocations across many calls (after 200 warm-up calls)\n")
     L.append("| method | threads | calls | malloc-family calls | fds before → after | VmRSS kB before → after "
              "| VmSize kB before → after | µs/call |")

@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -637,10 +638,17 @@ int run_mem(Method m, int n, long iters) {
 // PR_SET_KEEPCAPS always prepare and commit a new set of credentials, as does
 // setresuid toggling the saved uid (glibc-commit).  This puts a number on
 // that difference, which every thread of a broadcast pays.
+// It also prices the fixed system calls of one broadcast that differ between
+// psxshim and glibc: psxshim's two rt_sigprocmask (the caller's mask while it
+// holds the engine lock), its fstat of /proc/self/task (the kernel's thread
+// count) and a gettid on each side, against glibc's getpid on each side and
+// its futex_wake calls (here with nobody waiting).
 int run_syscost(long iters) {
     __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct d[2];
     if (syscall(SYS_capget, &h, d) != 0) fail("capget");
+    int task = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (task < 0) fail("open /proc/self/task");
     auto per_call = [iters](auto &&fn) {
         for (long i = 0; i < iters / 10; i++) fn(i);
         long long t0 = now_ns();
@@ -652,7 +660,19 @@ int run_syscost(long iters) {
     double kc = per_call([](long i) { syscall(SYS_prctl, PR_SET_KEEPCAPS, i & 1, 0, 0, 0); });
     double sc = per_call([](long i) { syscall(SYS_setresuid, 0, 0, (i & 1) ? 4242 : 0); });
     syscall(SYS_setresuid, 0, 0, 0);
-    printf("syscost setresuid=%.0f capset=%.0f keepcaps=%.0f setresuid_commit=%.0f\n", su, cs, kc, sc);
+    unsigned long masks[2] = {0, ~0UL}, old;
+    double mask = per_call([&](long i) { syscall(SYS_rt_sigprocmask, SIG_SETMASK, &masks[i & 1], &old, 8); });
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &masks[0], nullptr, 8);
+    struct stat st;
+    double fs = per_call([&](long) { syscall(SYS_fstat, task, &st); });
+    double tid = per_call([](long) { syscall(SYS_gettid); });
+    double pid = per_call([](long) { syscall(SYS_getpid); });
+    int word = 0;
+    double wake = per_call([&](long) { futex(&word, FUTEX_WAKE_PRIVATE, 1); });
+    close(task);
+    printf("syscost setresuid=%.0f capset=%.0f keepcaps=%.0f setresuid_commit=%.0f rt_sigprocmask=%.0f "
+           "fstat_task=%.0f gettid=%.0f getpid=%.0f futex_wake=%.0f\n",
+           su, cs, kc, sc, mask, fs, tid, pid, wake);
     return 0;
 }
 
