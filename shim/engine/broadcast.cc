@@ -47,8 +47,8 @@
 //     counted alive only while its registry slot is still held by it, and a
 //     kTracked slot is freed by the thread itself as its start routine ends
 //     (returns, pthread_exit, cancellation), before it dies; so it is never
-//     counted after its death, and an unknown thread
-//     can never hide behind a dead one in the count.
+//     counted after its death, and an unknown thread can never hide behind
+//     a dead one in the count.
 // That needs a call whose effect we can read back (the credential calls;
 // see Check) and a kTracked thread.  Everything else parks: threads found by
 // /proc (raw clones, glibc helpers), the initial thread, generic
@@ -597,8 +597,8 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         publish_child(t->slot);
         // Children this thread creates from now on are born with the effect.
         // Only our own slot: it cannot be freed under us, since we free it
-        // ourselves (as our start routine ends) and the broadcaster frees only the
-        // slots of threads that are gone.
+        // ourselves (as our start routine ends) and the broadcaster frees
+        // only the slots of threads that are gone.
         registry::Slot *mine = registry::at(t->slot);
         if (mine && mine->tid() == me) mine->applied.store(seq, std::memory_order_release);
     }
