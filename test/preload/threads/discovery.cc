@@ -441,6 +441,16 @@ bool run_enders(Ending how, int n) {
 
 int case_exit_paths() {
     pt::Sleepers sleepers(2);
+#ifdef __SANITIZE_ADDRESS__
+    // AddressSanitizer keeps about 170 bytes of bookkeeping per thread that
+    // ever ran, with or without the shim (measured: VmSize +240-270 kB over
+    // 1,500 threads either way), so memory cannot tell here whether slots
+    // are given back.  The plain build checks it.
+    const bool check_memory = false;
+    std::printf("note: VmSize is not checked under AddressSanitizer (its own per-thread bookkeeping grows)\n");
+#else
+    const bool check_memory = true;
+#endif
     const struct {
         Ending how;
         const char *name;
@@ -455,7 +465,7 @@ int case_exit_paths() {
         if (!run_enders(e.how, 1500)) break;
         long after = vm_size_kb();
         std::printf("1500 threads ending by %s: VmSize %ld -> %ld kB\n", e.name, before, after);
-        if (before < 0 || after - before >= 16)
+        if (check_memory && (before < 0 || after - before >= 16))
             g_fail.add("VmSize grew by %ld kB over 1500 threads ending by %s: slots not given back", after - before, e.name);
     }
     if (tt::drop_cap(CAP_NET_RAW) != 0) g_fail.add("capset: %s", strerror(errno));
