@@ -72,8 +72,6 @@ STATES = {
 # psxbench's name for a state, and whether it runs on one CPU.
 STATE_ARG = {"idle-1cpu": "idle"}
 ONE_CPU_STATES = {"idle-1cpu"}
-# Cells of up to this many extra threads get the placement table.
-PLACEMENT_CELL = 4
 
 
 def log(*a):
