@@ -128,11 +128,19 @@ bool wait_for(std::atomic<int> &v, int want, int seconds) {
     return false;
 }
 
-int mode_chroot(pt::Expect expect, bool close_fds) {
+// Memory shared with the other process, and an empty directory to chroot
+// into; null (with the reason printed) if either cannot be had.
+Shared *make_shared() {
     auto *sh = static_cast<Shared *>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    if (sh == MAP_FAILED) return std::perror("mmap"), 1;
+    if (sh == MAP_FAILED) return std::perror("mmap"), nullptr;
     std::snprintf(sh->dir, sizeof sh->dir, "/tmp/psxshim-chroot-XXXXXX");
-    if (!mkdtemp(sh->dir)) return std::perror("mkdtemp"), 1;
+    if (!mkdtemp(sh->dir)) return std::perror("mkdtemp"), nullptr;
+    return sh;
+}
+
+int mode_chroot(pt::Expect expect, bool close_fds) {
+    Shared *sh = make_shared();
+    if (!sh) return 1;
 
     pt::Sleepers sleepers(4);
     pt::start_raw_thread();
@@ -217,10 +225,8 @@ int mode_chroot(pt::Expect expect, bool close_fds) {
 // new threads into that stale state, the reset at its first broadcast would
 // forget them, and with /proc out of reach nothing would find them again.
 int mode_fork_chroot(pt::Expect expect) {
-    auto *sh = static_cast<Shared *>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    if (sh == MAP_FAILED) return std::perror("mmap"), 1;
-    std::snprintf(sh->dir, sizeof sh->dir, "/tmp/psxshim-chroot-XXXXXX");
-    if (!mkdtemp(sh->dir)) return std::perror("mkdtemp"), 1;
+    Shared *sh = make_shared();
+    if (!sh) return 1;
 
     pt::Sleepers sleepers(4);
     pid_t child = _Fork();

@@ -440,6 +440,7 @@ bool run_enders(Ending how, int n) {
 }
 
 int case_exit_paths() {
+    constexpr int kThreads = 1500;  // per way; kept slots would map 16 KiB every 256
     pt::Sleepers sleepers(2);
 #ifdef __SANITIZE_ADDRESS__
     // AddressSanitizer keeps about 170 bytes of bookkeeping per thread that
@@ -462,11 +463,12 @@ int case_exit_paths() {
         // Warm up first: glibc's stack cache and the shim's first chunk.
         if (!run_enders(e.how, 300)) break;
         long before = vm_size_kb();
-        if (!run_enders(e.how, 1500)) break;
+        if (!run_enders(e.how, kThreads)) break;
         long after = vm_size_kb();
-        std::printf("1500 threads ending by %s: VmSize %ld -> %ld kB\n", e.name, before, after);
+        std::printf("%d threads ending by %s: VmSize %ld -> %ld kB\n", kThreads, e.name, before, after);
         if (check_memory && (before < 0 || after - before >= 16))
-            g_fail.add("VmSize grew by %ld kB over 1500 threads ending by %s: slots not given back", after - before, e.name);
+            g_fail.add("VmSize grew by %ld kB over %d threads ending by %s: slots not given back", after - before,
+                       kThreads, e.name);
     }
     if (tt::drop_cap(CAP_NET_RAW) != 0) g_fail.add("capset: %s", strerror(errno));
     std::string diff = tt::differences();
