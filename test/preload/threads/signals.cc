@@ -115,9 +115,26 @@ void rt_handler(int sig, siginfo_t *info, void *) {
 
 std::atomic<bool> g_rt_stop{false};
 
+// Signals sent and not yet handled, across all numbers.
+long rt_in_flight() {
+    long n = 0;
+    for (int sig = 1; sig < kMaxSig; sig++) n += g_rt_sent[sig].load() - g_rt_received[sig].load();
+    return n;
+}
+
+// At most this many signals in flight before the sender waits.  Unbounded,
+// the sender outran the threads that handle them: process-directed signals
+// go to the main thread first, which then ran nothing but nested handlers,
+// its backlog grew by thousands a second (SigQ) and the 300 calls never
+// ended (a 40 s watchdog kill in CI, 1-4 s runs here, with the shim; it
+// blocks the caller's signals for a broadcast, which starts the backlog).
+// Four rounds' worth still keeps signals queued through every broadcast.
+constexpr long kMaxInFlight = 128;
+
 void rt_sender(std::vector<pthread_t> targets, std::vector<int> target_tids) {
     int round = 0;
     while (!g_rt_stop.load() || round < 20) {
+        while (rt_in_flight() > kMaxInFlight) sched_yield();
         for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++) {
             sigval v;
             v.sival_int = sig * 1000 + 7;

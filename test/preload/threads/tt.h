@@ -109,7 +109,8 @@ public:
                 std::string line, out = std::string("  tid ") + e->d_name + ":";
                 while (std::getline(st, line)) {
                     if (!line.compare(0, 5, "Name:") || !line.compare(0, 6, "State:") ||
-                        !line.compare(0, 7, "SigBlk:") || !line.compare(0, 7, "SigPnd:"))
+                        !line.compare(0, 7, "SigBlk:") || !line.compare(0, 7, "SigPnd:") ||
+                        !line.compare(0, 7, "ShdPnd:") || !line.compare(0, 5, "SigQ:"))
                         out += " [" + line + "]";
                 }
                 if (std::getline(sc, line)) out += " syscall: " + line;
