@@ -11,14 +11,18 @@
 
 namespace {
 std::atomic<int> g_stop{0};
-std::atomic<int> g_started{0};
+std::atomic<int> g_next{0};     // index of the next thread's tid in g_tids
+std::atomic<int> g_started{0};  // threads whose tid is in g_tids
 int g_tids[64];
 std::vector<pthread_t> g_threads;
 std::vector<std::thread> g_std;
 
 void body() {
-    int i = g_started.fetch_add(1);
+    // The tid is stored before the thread counts as started: counting first
+    // let the caller read a 0 tid now and then (a CI failure).
+    int i = g_next.fetch_add(1);
     g_tids[i] = static_cast<int>(syscall(SYS_gettid));
+    g_started.fetch_add(1);
     syscall(SYS_futex, &g_started, FUTEX_WAKE_PRIVATE, 0x7fffffff, nullptr, nullptr, 0);
     while (!g_stop.load()) syscall(SYS_futex, &g_stop, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
 }
