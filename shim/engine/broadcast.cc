@@ -803,8 +803,31 @@ void send_or_die(long i) {
     die();
 }
 
+// A target whose signal is still unsent when the wait loop looks at it has
+// just had it refused with EAGAIN: every other failure is settled or fatal
+// in send_or_die.  The kernel queues a real-time signal sent with
+// siginfo only while the real user's queued signals are below
+// RLIMIT_SIGPENDING (no override, unlike kill()), so a program -- or any
+// process of the same user -- that keeps the queue full keeps the thread
+// from being asked.  glibc's broadcast skips such a thread and reports
+// success; we retry at every timeout and name the cause.
+[[gnu::cold]] void say_queue_full(log::Line &l) {
+    char sigq[32];
+    l << "its signal cannot be queued: the user's signal queue is full (rt_tgsigqueueinfo: EAGAIN; ";
+    if (procfs::status_field(sys::gettid(), "SigQ:", sigq, sizeof sigq)) l << "SigQ " << sigq << ", ";
+    l << "RLIMIT_SIGPENDING)";
+}
+
 void describe_straggler(const Target *t, long long waited_ms) {
     int tid = t->tid.load(std::memory_order_relaxed);
+    if (!t->sent.load(std::memory_order_acquire)) {
+        log::Line l;
+        l << g_req.call->name << ": thread " << tid << " has not answered after " << static_cast<long>(waited_ms)
+          << " ms: ";
+        say_queue_full(l);
+        l << "; retrying until the queue has room";
+        return;
+    }
     char state[64] = "unknown (no /proc)";
     char blocked[32] = "";
     procfs::status_field(tid, "State:", state, sizeof state);
@@ -961,9 +984,14 @@ void wait_round(long begin, long end, long long start_ns) {
             for (long i = begin; i < end; i++) {
                 Target *t = g_targets.get(i);
                 if (t->state.load(std::memory_order_acquire) == kPending) {
-                    log::Line() << g_req.call->name << ": thread " << t->tid.load() << " did not answer within "
-                                << g_timeout_ms << " ms (PSXSHIM_TIMEOUT_MS); it may still hold the old "
-                                << "credentials, so the process is being killed";
+                    log::Line l;
+                    l << g_req.call->name << ": thread " << t->tid.load() << " did not answer within " << g_timeout_ms
+                      << " ms (PSXSHIM_TIMEOUT_MS)";
+                    if (!t->sent.load(std::memory_order_acquire)) {
+                        l << ", ";
+                        say_queue_full(l);
+                    }
+                    l << "; it may still hold the old credentials, so the process is being killed";
                 }
             }
             die();

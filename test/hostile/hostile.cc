@@ -281,8 +281,6 @@ std::uint64_t caps_permitted_of_self() {
     return d[0].permitted | (static_cast<std::uint64_t>(d[1].permitted) << 32);
 }
 
-extern "C" int capset(cap_user_header_t, const cap_user_data_t);
-
 int require_root_with(std::initializer_list<int> caps) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     if (geteuid() != 0) return pt::skip("needs root (CI runs as root)");

@@ -5,6 +5,7 @@
 // Test code only; nothing here goes into libpsxshim.
 #pragma once
 
+#include <linux/capability.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -12,6 +13,10 @@
 #include <map>
 #include <string>
 #include <vector>
+
+// The exported capset(2) -- the shim's wrapper when it is preloaded; glibc
+// has it but no header declares it.
+extern "C" int capset(cap_user_header_t, const cap_user_data_t);
 
 namespace hx {
 

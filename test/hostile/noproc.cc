@@ -56,8 +56,6 @@
 #include "creds.h"
 #include "hostile.h"
 
-extern "C" int capset(cap_user_header_t, const cap_user_data_t);
-
 namespace {
 
 constexpr uid_t kNobody = 65534;
