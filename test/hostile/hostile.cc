@@ -281,6 +281,12 @@ std::uint64_t caps_permitted_of_self() {
     return d[0].permitted | (static_cast<std::uint64_t>(d[1].permitted) << 32);
 }
 
+int verdict(const std::string &problems, const std::string &test, bool shim) {
+    if (!problems.empty()) return std::printf("FAIL:\n%s", problems.c_str()), 1;
+    std::printf("PASS %s (%s)\n", test.c_str(), shim ? "shim" : "control");
+    return 0;
+}
+
 int require_root_with(std::initializer_list<int> caps) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     if (geteuid() != 0) return pt::skip("needs root (CI runs as root)");

@@ -81,6 +81,10 @@ std::uint64_t caps_permitted_of_self();
 // calling thread's permitted and effective sets.  Returns capset's result.
 int drop_cap(int cap);
 
+// A driver's verdict on the program it ran: "FAIL:" and the problem lines,
+// or "PASS <test> (shim)" / "(control)".  Returns the exit status.
+int verdict(const std::string &problems, const std::string &test, bool shim);
+
 // The common start of a test that changes credentials: line-buffered
 // stdout, then a skip (77, with the reason printed) unless we are root and
 // the permitted set holds every capability in `caps`.  Returns -1 to go on,

@@ -142,9 +142,7 @@ int driver(const std::string &mode, pt::Expect expect) {
             problems += "negative control: expected capset to return 0 with threads left behind\n";
         }
     }
-    if (!problems.empty()) return std::printf("FAIL:\n%s", problems.c_str()), 1;
-    std::printf("PASS refused-%s (%s)\n", mode.c_str(), expect == pt::Expect::kUniform ? "shim" : "control");
-    return 0;
+    return hx::verdict(problems, "refused-" + mode, expect == pt::Expect::kUniform);
 }
 
 }  // namespace

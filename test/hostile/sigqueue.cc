@@ -150,9 +150,7 @@ int driver(const std::string &mode, pt::Expect expect) {
         for (const char *want : {"signal queue is full", "EAGAIN", "RLIMIT_SIGPENDING", "did not answer within"})
             if (r.err.find(want) == std::string::npos) problems += std::string("stderr lacks \"") + want + "\"\n";
     }
-    if (!problems.empty()) return std::printf("FAIL:\n%s", problems.c_str()), 1;
-    std::printf("PASS sigqueue-%s (%s)\n", mode.c_str(), expect == pt::Expect::kUniform ? "shim" : "control");
-    return 0;
+    return hx::verdict(problems, "sigqueue-" + mode, expect == pt::Expect::kUniform);
 }
 
 }  // namespace
