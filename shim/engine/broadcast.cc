@@ -811,20 +811,31 @@ void send_or_die(long i) {
 // process of the same user -- that keeps the queue full keeps the thread
 // from being asked.  glibc's broadcast skips such a thread and reports
 // success; we retry at every timeout and name the cause.
-[[gnu::cold]] void say_queue_full(log::Line &l) {
-    char sigq[32];
+//
+// The queue's use ("16/16") is the same for every waiting thread: one
+// report reads it from /proc once, when the first such thread is named.
+struct QueueUse {
+    char text[32] = "";
+    bool read = false;
+};
+
+[[gnu::cold]] void say_queue_full(log::Line &l, QueueUse &q) {
+    if (!q.read) {
+        q.read = true;
+        procfs::status_field(sys::gettid(), "SigQ:", q.text, sizeof q.text);  // stays "" if unreadable
+    }
     l << "its signal cannot be queued: the user's signal queue is full (rt_tgsigqueueinfo: EAGAIN; ";
-    if (procfs::status_field(sys::gettid(), "SigQ:", sigq, sizeof sigq)) l << "SigQ " << sigq << ", ";
+    if (q.text[0]) l << "SigQ " << q.text << ", ";
     l << "RLIMIT_SIGPENDING)";
 }
 
-void describe_straggler(const Target *t, long long waited_ms) {
+void describe_straggler(const Target *t, long long waited_ms, QueueUse &q) {
     int tid = t->tid.load(std::memory_order_relaxed);
     if (!t->sent.load(std::memory_order_acquire)) {
         log::Line l;
         l << g_req.call->name << ": thread " << tid << " has not answered after " << static_cast<long>(waited_ms)
           << " ms: ";
-        say_queue_full(l);
+        say_queue_full(l, q);
         l << "; retrying until the queue has room";
         return;
     }
@@ -972,15 +983,17 @@ void wait_round(long begin, long end, long long start_ns) {
         if (!diagnosed && waited_ms >= diag_ms && g_req.pending.load() > 0) {
             diagnosed = true;
             ensure_handler();  // in case it was replaced under us
+            QueueUse q;
             for (long i = begin; i < end; i++) {
                 Target *t = g_targets.get(i);
                 if (t->state.load(std::memory_order_acquire) == kPending) {
-                    describe_straggler(t, waited_ms);
+                    describe_straggler(t, waited_ms, q);
                     send(i);  // a duplicate is harmless: the handler claims each target once
                 }
             }
         }
         if (g_timeout_ms > 0 && waited_ms >= g_timeout_ms) {
+            QueueUse q;
             for (long i = begin; i < end; i++) {
                 Target *t = g_targets.get(i);
                 if (t->state.load(std::memory_order_acquire) == kPending) {
@@ -989,7 +1002,7 @@ void wait_round(long begin, long end, long long start_ns) {
                       << " ms (PSXSHIM_TIMEOUT_MS)";
                     if (!t->sent.load(std::memory_order_acquire)) {
                         l << ", ";
-                        say_queue_full(l);
+                        say_queue_full(l, q);
                     }
                     l << "; it may still hold the old credentials, so the process is being killed";
                 }
