@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fstream>
@@ -260,6 +261,15 @@ Expect parse_expect(int argc, char **argv) {
 }
 
 bool shim_loaded() { return dlsym(RTLD_DEFAULT, "psxshim_active") != nullptr; }
+
+long self_status_number(const char *field) {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    size_t n = std::strlen(field);
+    while (std::getline(f, line))
+        if (line.compare(0, n, field) == 0) return std::strtol(line.c_str() + n, nullptr, 10);
+    return -1;
+}
 
 int finish(Expect expect, const std::string &diff, const char *what) {
     bool uniform = diff.empty();

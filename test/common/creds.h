@@ -73,6 +73,9 @@ private:
 enum class Expect { kUniform, kDiverge };
 Expect parse_expect(int argc, char **argv);
 bool shim_loaded();  // libpsxshim is in this process
+// The number that starts a line of /proc/self/status ("VmRSS:", "SigQ:"),
+// or -1 if there is no such line.
+long self_status_number(const char *field);
 int finish(Expect expect, const std::string &differences, const char *what);
 int skip(const char *why);  // prints the reason, returns 77
 

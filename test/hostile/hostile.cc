@@ -240,15 +240,6 @@ std::string self_exe() {
     return buf;
 }
 
-long rss_kib() {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-    }
-    return -1;
-}
-
 int fd_count() {
     DIR *d = opendir("/proc/self/fd");
     if (!d) return -1;

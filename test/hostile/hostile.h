@@ -67,8 +67,7 @@ RunResult run(const std::vector<std::string> &argv, const std::vector<std::strin
 // /proc/self/exe of this process.
 std::string self_exe();
 
-// VmRSS in KiB, and the number of open fds, of this process.
-long rss_kib();
+// The number of open fds of this process.
 int fd_count();
 
 // "--name=value" from argv, or fallback.

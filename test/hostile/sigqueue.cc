@@ -36,9 +36,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
 
 #include "creds.h"
@@ -53,15 +51,6 @@ std::atomic<int> g_call_started{0};
 std::atomic<int> g_draining{0};
 std::atomic<int> g_drained{0};
 bool g_drain = false;
-
-// The real user's queued signals ("SigQ: 3/95000" in /proc/self/status).
-long queued_now() {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("SigQ:", 0) == 0) return std::strtol(line.c_str() + 5, nullptr, 10);
-    return -1;
-}
 
 void *holder(void *) {
     sigset_t s;
@@ -105,7 +94,7 @@ int role_tested(const std::string &mode, pt::Expect expect) {
     pthread_create(&h, nullptr, holder, nullptr);
     while (!g_holder_ready.load()) usleep(1000);
 
-    long used = queued_now();
+    long used = pt::self_status_number("SigQ:");  // the real user's queued signals ("3/95000")
     struct rlimit rl;
     getrlimit(RLIMIT_SIGPENDING, &rl);
     rl.rlim_cur = static_cast<rlim_t>(used + kRoom);

@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
     int watchdog_s = 240 + static_cast<int>(seconds);
     pid_t wd = hx::start_watchdog(watchdog_s, "soak");
 
-    long rss0 = hx::rss_kib();
+    long rss0 = pt::self_status_number("VmRSS:");
     int fds0 = hx::fd_count();
     for (int i = 0; i < 4; i++) {
         struct sigaction sa = {};
@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
     // malloc arenas) reach its working size before the baseline.
     long warm = g_target / 20 < 2000 ? 2000 : g_target / 20;
     while (g_broadcasts.load() < warm) usleep(10000);
-    long rss1 = hx::rss_kib();
+    long rss1 = pt::self_status_number("VmRSS:");
     int fds1 = hx::fd_count();
     long b1 = g_broadcasts.load();
     std::printf("warm-up: %ld broadcasts in %.1f s, RSS %ld KiB (at start %ld), fds %d (at start %d)\n", b1,
@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
     for (auto &t : idle_t) pthread_join(t, nullptr);
     // Let glibc's exiting threads finish, then measure.
     usleep(50000);
-    long rss2 = hx::rss_kib();
+    long rss2 = pt::self_status_number("VmRSS:");
     int fds2 = hx::fd_count();
 
     // The last change: every thread still alive must get it.

@@ -404,17 +404,6 @@ void *ender(void *p) {
     return nullptr;
 }
 
-long vm_size_kb() {
-    FILE *f = std::fopen("/proc/self/status", "re");
-    if (!f) return -1;
-    char line[256];
-    long kb = -1;
-    while (std::fgets(line, sizeof line, f))
-        if (!std::strncmp(line, "VmSize:", 7)) kb = std::atol(line + 7);
-    std::fclose(f);
-    return kb;
-}
-
 // One thread at a time, each ending the given way; false if one misbehaved.
 bool run_enders(Ending how, int n) {
     for (int i = 0; i < n; i++) {
@@ -462,9 +451,9 @@ int case_exit_paths() {
     for (const auto &e : endings) {
         // Warm up first: glibc's stack cache and the shim's first chunk.
         if (!run_enders(e.how, 300)) break;
-        long before = vm_size_kb();
+        long before = pt::self_status_number("VmSize:");
         if (!run_enders(e.how, kThreads)) break;
-        long after = vm_size_kb();
+        long after = pt::self_status_number("VmSize:");
         std::printf("%d threads ending by %s: VmSize %ld -> %ld kB\n", kThreads, e.name, before, after);
         if (check_memory && (before < 0 || after - before >= 16))
             g_fail.add("VmSize grew by %ld kB over %d threads ending by %s: slots not given back", after - before,
