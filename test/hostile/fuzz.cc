@@ -516,7 +516,7 @@ int main(int argc, char **argv) {
         std::printf("fuzz: AddressSanitizer build: non-canonical pointers and bad PR_SET_NAME pointers are left out "
                     "(ASan's interceptors dereference them before the shim sees the call); the plain build runs them\n");
     }
-    pid_t wd = hx::start_watchdog(600, "fuzz");
+    pt::Watchdog wd(600, "fuzz");
     make_arena();
 
     // 1. The reference, without the shim.
@@ -603,7 +603,7 @@ int main(int argc, char **argv) {
             }
         }
     }
-    hx::stop_watchdog(wd);
+    wd.disarm();
     std::printf("fuzz: seed %llu: %ld calls in %ld batches; reference outcomes: %ld successes, %ld EPERM, %ld EINVAL, %ld "
                 "EFAULT; %ld mismatches; %ld batches left threads behind; %ld batches failed\n",
                 static_cast<unsigned long long>(seed), calls, batches, successes, eperm, einval, efault, mismatches,

@@ -92,63 +92,6 @@ std::string outside_differences(pid_t pid, int ref_tid, int *count) {
     return diff;
 }
 
-static std::string slurp(const std::string &path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    std::string r = s.str();
-    while (!r.empty() && (r.back() == '\n' || r.back() == 0)) r.pop_back();
-    return r;
-}
-
-pid_t start_watchdog(int seconds, const char *what) {
-    pid_t target = getpid();
-    std::fflush(nullptr);
-    pid_t w = fork();
-    if (w != 0) return w;
-    // The watchdog: one thread, no wrapped calls.
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        if (getppid() != target) _exit(0);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - start.tv_sec >= seconds) break;
-        usleep(100000);
-    }
-    std::fprintf(stderr, "WATCHDOG: %s: no progress after %d s; thread states of pid %d:\n", what, seconds,
-                 static_cast<int>(target));
-    std::string dir = "/proc/" + std::to_string(target) + "/task";
-    if (DIR *d = opendir(dir.c_str())) {
-        while (dirent *e = readdir(d)) {
-            if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-            std::string t = dir + "/" + e->d_name;
-            TaskCreds c;
-            read_task(target, std::atoi(e->d_name), c);
-            std::fprintf(stderr, "  tid %s: State %s, wchan %s, syscall %s, SigBlk %s\n", e->d_name, c.state.c_str(),
-                         slurp(t + "/wchan").c_str(), slurp(t + "/syscall").c_str(),
-                         [&] {
-                             std::ifstream f(t + "/status");
-                             std::string line;
-                             while (std::getline(f, line))
-                                 if (line.rfind("SigBlk:", 0) == 0) return line.substr(8);
-                             return std::string("?");
-                         }()
-                                 .c_str());
-        }
-        closedir(d);
-    }
-    std::fprintf(stderr, "WATCHDOG: killing pid %d (test FAILS)\n", static_cast<int>(target));
-    kill(target, SIGKILL);
-    _exit(0);
-}
-
-void stop_watchdog(pid_t w) {
-    if (w <= 0) return;
-    kill(w, SIGKILL);
-    waitpid(w, nullptr, 0);
-}
-
 std::string RunResult::describe() const {
     if (timed_out) return "still running at the deadline (killed by the test)";
     if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));

@@ -1,6 +1,7 @@
 // Helpers shared by the hostile tests: looking at another process's threads
-// from the outside (/proc/<pid>/task), watchdogs, and running a child program
-// with a deadline while capturing its output.
+// from the outside (/proc/<pid>/task) and running a child program with a
+// deadline while capturing its output.  (Their watchdog, pt::Watchdog, is
+// shared with the other tests.)
 //
 // Test code only; nothing here goes into libpsxshim.
 #pragma once
@@ -13,6 +14,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "watchdog.h"
 
 // The exported capset(2) -- the shim's wrapper when it is preloaded; glibc
 // has it but no header declares it.
@@ -39,13 +42,6 @@ std::vector<TaskCreds> outside_threads(pid_t pid);
 // observer's pid namespace).  Returns "" when all agree, else one line per
 // thread that differs.  *count receives the number of live threads seen.
 std::string outside_differences(pid_t pid, int ref_tid, int *count = nullptr);
-
-// A forked process that SIGKILLs the caller's process after `seconds` unless
-// stopped first, printing the state of every thread (State, wchan, syscall)
-// so that a hang is diagnosed rather than just timed out.  It exits by itself
-// when the watched process disappears.
-pid_t start_watchdog(int seconds, const char *what);
-void stop_watchdog(pid_t watchdog);
 
 struct RunResult {
     bool timed_out = false;  // the deadline passed; the child was SIGKILLed by us

@@ -285,7 +285,7 @@ void child_step(int out_fd, int in_fd, bool ok) {
 // Launcher side: run the child to the end, checking every thread from outside
 // after each step it reports.
 int launch_and_check(pt::Expect expect, const char *what, pid_t child, int from_child, int to_child, const int *min_threads,
-                     const char *const *step_names, int nsteps, pid_t watchdog) {
+                     const char *const *step_names, int nsteps, pt::Watchdog &watchdog) {
     Verdict v;
     for (int i = 0;; i++) {
         char c;
@@ -302,7 +302,7 @@ int launch_and_check(pt::Expect expect, const char *what, pid_t child, int from_
     }
     int st = 0;
     waitpid(child, &st, 0);
-    hx::stop_watchdog(watchdog);
+    watchdog.disarm();
     if (!WIFEXITED(st) || (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 77)) {
         std::printf("  tested process ended abnormally (status %#x)\n", st);
         v.broken = true;
@@ -351,7 +351,7 @@ int run_child_role(const char *role, int argc, char **argv, pid_t *child, int *f
 int mode_pidns(pt::Expect expect, int argc, char **argv) {
     // Before unshare: a later fork would put the watchdog into the new
     // namespace, where pid 1's exit waits for it to be reaped.
-    pid_t watchdog = hx::start_watchdog(60, "pidns");
+    pt::Watchdog watchdog(60, "pidns");
     if (unshare(CLONE_NEWPID) != 0) {
         std::string why = std::string("unshare(CLONE_NEWPID): ") + std::strerror(errno);
         return pt::skip(why.c_str());
@@ -405,7 +405,7 @@ void become_uid_1000_with_ambient_caps() {
 }
 
 int mode_hidepid(pt::Expect expect, int argc, char **argv) {
-    pid_t watchdog = hx::start_watchdog(60, "hidepid");
+    pt::Watchdog watchdog(60, "hidepid");
     if (unshare(CLONE_NEWNS) != 0) {
         std::string why = std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno);
         return pt::skip(why.c_str());

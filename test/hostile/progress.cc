@@ -66,7 +66,7 @@ void *broadcaster(void *) {
 int main(int argc, char **argv) {
     pt::Expect expect = pt::parse_expect(argc, argv);
     if (int rc = hx::require_root_with({CAP_NET_RAW}); rc >= 0) return rc;
-    pid_t wd = hx::start_watchdog(240, "progress");
+    pt::Watchdog wd(240, "progress");
 
     g_spinners = std::atoi(hx::arg(argc, argv, "spinners", "5").c_str());
     g_broadcasts = std::atoi(hx::arg(argc, argv, "broadcasts", "3000").c_str());
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
     std::string diff = pt::differences();
     g_stop.store(true);
     for (int i = 0; i + 1 < g_spinners; i++) pthread_join(spinners[i], nullptr);
-    hx::stop_watchdog(wd);
+    wd.disarm();
 
     if (g_failed_calls || last != 0) return std::printf("FAIL: a wrapped call failed\n"), 1;
     // Without the shim the 1,000 calls take microseconds, too short a window

@@ -35,7 +35,7 @@ std::string raw_disagreements() {
 int main(int argc, char **argv) {
     pt::Expect expect = pt::parse_expect(argc, argv);
     if (int rc = hx::require_root_with({CAP_NET_RAW}); rc >= 0) return rc;
-    pid_t wd = hx::start_watchdog(60, "rawclone");
+    pt::Watchdog wd(60, "rawclone");
 
     pt::Sleepers sleepers(2);
     for (int i = 0; i < 3; i++) std::printf("raw thread %d started before any broadcast\n", pt::start_raw_thread());
@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     step("setresuid(65534 x3)", setresuid(65534, 65534, 65534));
 
     pt::stop_raw_threads();
-    hx::stop_watchdog(wd);
+    wd.disarm();
     bool ok = failed_calls == 0 && (expect == pt::Expect::kUniform ? failed_steps == 0 : failed_steps > 0);
     if (expect == pt::Expect::kUniform) {
         std::printf("%s raw clone threads: %d of %d steps left a thread behind\n", ok ? "PASS" : "FAIL", failed_steps, steps);

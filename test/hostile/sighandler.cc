@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
     if (int rc = hx::require_root_with({CAP_NET_RAW, CAP_SYS_NICE}); rc >= 0) return rc;
     g_shim = pt::shim_loaded();
     long iterations = std::atol(hx::arg(argc, argv, "iterations", "20000").c_str());
-    pid_t wd = hx::start_watchdog(90, "signal-handler test (a deadlock?)");
+    pt::Watchdog wd(90, "signal-handler test (a deadlock?)");
 
     struct sigaction sa = {};
     sa.sa_sigaction = on_usr1;
@@ -176,7 +176,7 @@ int main(int argc, char **argv) {
     bool net_raw_gone = !((hx::caps_permitted_of_self() >> CAP_NET_RAW) & 1);
     g_release_a.store(true);
     pthread_join(a, nullptr);
-    hx::stop_watchdog(wd);
+    wd.disarm();
     std::printf("thread A wrapped calls: %ld (%ld failed, all threads' loops), main thread calls: %ld\n",
                 g_loop_calls.load(), g_loop_failures.load(), main_calls);
     std::printf("SIGUSR1 sent to A: %ld\n", g_signals_sent.load());

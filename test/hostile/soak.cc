@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
     const char *env_s = getenv("PSXSHIM_SOAK_SECONDS");
     double seconds = std::atof(hx::arg(argc, argv, "seconds", env_s ? env_s : "0").c_str());
     int watchdog_s = 240 + static_cast<int>(seconds);
-    pid_t wd = hx::start_watchdog(watchdog_s, "soak");
+    pt::Watchdog wd(watchdog_s, "soak");
 
     long rss0 = pt::self_status_number("VmRSS:");
     int fds0 = hx::fd_count();
@@ -202,7 +202,7 @@ int main(int argc, char **argv) {
     int last = hx::drop_cap(CAP_NET_RAW);
     std::string diff = pt::differences();
     bool dropped = !((hx::caps_permitted_of_self() >> CAP_NET_RAW) & 1);
-    hx::stop_watchdog(wd);
+    wd.disarm();
 
     long b = g_broadcasts.load();
     std::printf("soak: %ld broadcasts (%ld failed) in %.1f s (%.0f per s); %ld threads created (%ld create failures); "

@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
     double budget = sec ? std::atof(sec) : 8.0;
     const char *ncalls = tt::arg_value(argc, argv, "--calls=");
     int max_calls = ncalls ? std::atoi(ncalls) : 3000;
-    tt::Watchdog wd(static_cast<int>(budget) + 40, "churn");
+    pt::Watchdog wd(static_cast<int>(budget) + 40, "churn");
 
     pt::Sleepers sleepers(4);
     std::vector<std::thread> creators;

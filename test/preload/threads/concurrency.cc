@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     g_expect = pt::parse_expect(argc, argv);
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     if (const char *why = tt::need_root_caps()) return pt::skip(why);
-    tt::Watchdog wd(40, "concurrency");
+    pt::Watchdog wd(40, "concurrency");
     struct sigaction sa{};
     sa.sa_handler = usr1;
     sa.sa_flags = SA_RESTART;

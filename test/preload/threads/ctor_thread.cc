@@ -11,7 +11,7 @@ int main(int argc, char **argv) {
     pt::Expect expect = pt::parse_expect(argc, argv);
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     if (const char *why = tt::need_root_caps()) return pt::skip(why);
-    tt::Watchdog wd(30, "ctor_thread");
+    pt::Watchdog wd(30, "ctor_thread");
     tt::Failures fail;
     int tids[2];
     int n = ctor_thread_tids(tids);

@@ -1,7 +1,6 @@
-// Helpers shared by the thread tests (test/preload/threads only): a watchdog
-// that works even when every thread blocks every signal, capability edits
-// through the exported capset() (the shim's wrapper when preloaded), glibc's
-// own functions reached past the preload, and a failure collector.
+// Helpers shared by the thread tests (test/preload/threads only): capability
+// edits through the exported capset() (the shim's wrapper when preloaded),
+// glibc's own functions reached past the preload, and a failure collector.
 #pragma once
 
 #include <dirent.h>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "creds.h"
+#include "watchdog.h"
 
 extern "C" int capset(cap_user_header_t, const cap_user_data_t);
 extern "C" int capget(cap_user_header_t, cap_user_data_t);
@@ -75,63 +75,6 @@ private:
     std::mutex m_;
     std::vector<std::string> list_;
     int count_ = 0;
-};
-
-// ---- watchdog ------------------------------------------------------------------
-
-// A separate process that kills us after `seconds` unless disarmed: alarm()
-// would be useless in tests whose threads block SIGALRM.  Before killing it
-// prints every thread's state, blocked/pending signals and current syscall.
-class Watchdog {
-public:
-    explicit Watchdog(int seconds, const char *what) {
-        pid_t parent = getpid();
-        pid_ = fork();
-        if (pid_ < 0) {
-            std::perror("watchdog fork");
-            std::exit(1);
-        }
-        if (pid_ > 0) return;
-        // Child: single-threaded copy; only raw-ish calls from here on.
-        for (int i = 0; i < seconds * 10; i++) {
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, nullptr);
-            if (getppid() != parent) _exit(0);
-        }
-        std::fprintf(stderr, "WATCHDOG: %s: pid %d still running after %d s; thread states:\n", what, parent,
-                     seconds);
-        std::string dir = "/proc/" + std::to_string(parent) + "/task";
-        if (DIR *d = opendir(dir.c_str())) {
-            while (dirent *e = readdir(d)) {
-                if (e->d_name[0] == '.') continue;
-                std::string base = dir + "/" + e->d_name;
-                std::ifstream st(base + "/status"), sc(base + "/syscall");
-                std::string line, out = std::string("  tid ") + e->d_name + ":";
-                while (std::getline(st, line)) {
-                    if (!line.compare(0, 5, "Name:") || !line.compare(0, 6, "State:") ||
-                        !line.compare(0, 7, "SigBlk:") || !line.compare(0, 7, "SigPnd:") ||
-                        !line.compare(0, 7, "ShdPnd:") || !line.compare(0, 5, "SigQ:"))
-                        out += " [" + line + "]";
-                }
-                if (std::getline(sc, line)) out += " syscall: " + line;
-                std::fprintf(stderr, "%s\n", out.c_str());
-            }
-            closedir(d);
-        }
-        kill(parent, SIGKILL);
-        _exit(0);
-    }
-    ~Watchdog() { disarm(); }
-    void disarm() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            waitpid(pid_, nullptr, 0);
-            pid_ = -1;
-        }
-    }
-
-private:
-    pid_t pid_ = -1;
 };
 
 // ---- capabilities --------------------------------------------------------------
