@@ -36,14 +36,12 @@ extern "C" int capget(cap_user_header_t, cap_user_data_t);
 
 namespace ct {
 
-inline int gettid_() { return static_cast<int>(syscall(SYS_gettid)); }
-
 // ---- failures ---------------------------------------------------------------
 
 // Collects failed assertions; every line names the thread that saw it.
 struct Failures {
     std::string text;
-    void add(const std::string &s) { text += "  [tid " + std::to_string(gettid_()) + "] " + s + "\n"; }
+    void add(const std::string &s) { text += "  [tid " + std::to_string(gettid()) + "] " + s + "\n"; }
     bool ok() const { return text.empty(); }
 };
 
@@ -117,7 +115,7 @@ inline std::string flag_differences(pt::Sleepers *s) {
         if (a.tid <= 0) return;
         if (a.keepcaps != kc || a.securebits != sb) {
             out += std::string(kind) + " thread " + std::to_string(a.tid) + ": keepcaps=" + std::to_string(a.keepcaps) +
-                   " securebits=" + std::to_string(a.securebits) + "\n  caller " + std::to_string(gettid_()) +
+                   " securebits=" + std::to_string(a.securebits) + "\n  caller " + std::to_string(gettid()) +
                    ": keepcaps=" + std::to_string(kc) + " securebits=" + std::to_string(sb) + "\n";
         }
     };
@@ -217,7 +215,7 @@ private:
         long result = 0;
         void loop() {
             std::unique_lock<std::mutex> l(m);
-            tid = gettid_();
+            tid = gettid();
             cv.notify_all();
             for (;;) {
                 cv.wait(l, [&] { return stop || has_task; });

@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
         if (which == "v1") d[1] = {0xdeadbeef, 0xdeadbeef, 0xdeadbeef};  // must not be read
         rc = capset(&h, d);
     } else if (which == "self-pid") {
-        h.pid = ct::gettid_();
+        h.pid = gettid();
         want.clear_eff(cap);
         want.clear_prm(cap);
         d[0] = want.d[0];

@@ -246,7 +246,7 @@ void capset_cases(bool root, int other_tid) {
     }
     // The current sets again: success, nothing changes.
     cmp("capset(current sets) (no-op)", v3, d, false, kOk);
-    __user_cap_header_struct me = {_LINUX_CAPABILITY_VERSION_3, ct::gettid_()};
+    __user_cap_header_struct me = {_LINUX_CAPABILITY_VERSION_3, gettid()};
     cmp("capset(pid = own tid, current sets) (no-op)", me, d, false, kOk);
     if (!root) {
         ct::Caps all = cur;

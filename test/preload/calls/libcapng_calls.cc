@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
         capng_update(CAPNG_ADD, static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED), cap);
         rc = capng_change_id(1000, 1000, static_cast<capng_flags_t>(CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING));
         if (rc != 0) f.add("capng_change_id returned " + std::to_string(rc) + " (errno " + ct::errname(errno) + ")");
-        pt::ThreadCreds me = pt::read_thread(ct::gettid_());
+        pt::ThreadCreds me = pt::read_thread(gettid());
         std::uint64_t only = std::uint64_t{1} << cap;
         if (me.uid[0] != 1000 || me.uid[1] != 1000 || me.uid[2] != 1000 || me.gid[0] != 1000 || me.gid[1] != 1000 ||
             me.gid[2] != 1000 || !me.groups.empty() || me.cap_prm != only || me.cap_eff != only) {

@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
     ct::World world(2, 1);
     ct::Agents agents(2);
     ct::Failures f;
-    int self = ct::gettid_();
+    int self = gettid();
 
     if (which == "name") {
         std::string before = pt::read_thread(agents.tid(0)).name;

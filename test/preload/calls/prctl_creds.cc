@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
             f.add("capability " + std::to_string(cap) + " still in the caller's ambient set after lowering it");
     } else if (which == "ambient-clear") {
         rc = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-        if (pt::read_thread(ct::gettid_()).cap_amb != 0) f.add("caller's ambient set not empty after CLEAR_ALL");
+        if (pt::read_thread(gettid()).cap_amb != 0) f.add("caller's ambient set not empty after CLEAR_ALL");
     } else if (which == "no-new-privs") {
         rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         if (get(PR_GET_NO_NEW_PRIVS) != 1) f.add("PR_GET_NO_NEW_PRIVS is not 1 after setting it");

@@ -27,7 +27,7 @@ struct Start {
 void caller_capset(int cap) {
     g_start.wait();
     for (int i = 0; i < kIter; i++)
-        if (tt::set_effective(cap, i % 2) != 0) g_fail.add("capset(%d) from %d: %s", cap, tt::gettid_(), strerror(errno));
+        if (tt::set_effective(cap, i % 2) != 0) g_fail.add("capset(%d) from %d: %s", cap, gettid(), strerror(errno));
 }
 
 void caller_prctl() {
@@ -67,7 +67,7 @@ std::atomic<int> g_handler_tid{0};
 std::atomic<bool> g_handler_thread_stop{false};
 
 void handler_thread() {
-    g_handler_tid = tt::gettid_();
+    g_handler_tid = gettid();
     g_start.wait();
     int i = 0;
     while (!g_handler_thread_stop.load()) {

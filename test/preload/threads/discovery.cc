@@ -61,7 +61,7 @@ std::atomic<bool> g_spin_stop{false};
 std::atomic<int> g_spin_tids[4];
 
 void *spinner(void *p) {
-    g_spin_tids[reinterpret_cast<long>(p)].store(tt::gettid_());
+    g_spin_tids[reinterpret_cast<long>(p)].store(gettid());
     while (!g_spin_stop.load()) {
     }
     return nullptr;
@@ -158,7 +158,7 @@ int case_std_thread() {
     std::vector<std::jthread> jthreads;
     auto body = [&] {
         std::unique_lock<std::mutex> l(m);
-        tids.push_back(tt::gettid_());
+        tids.push_back(gettid());
         cv.notify_all();
         cv.wait(l, [&] { return stop; });
     };
@@ -190,7 +190,7 @@ std::vector<int> g_c11_tids;
 
 int c11_body(void *) {
     mtx_lock(&g_c11_m);
-    g_c11_tids.push_back(tt::gettid_());
+    g_c11_tids.push_back(gettid());
     cnd_broadcast(&g_c11_cv);
     while (!g_c11_stop) cnd_wait(&g_c11_cv, &g_c11_m);
     mtx_unlock(&g_c11_m);
@@ -226,7 +226,7 @@ std::atomic<int> g_cb_has_raw{-1};  // callback's view of CAP_NET_RAW (effective
 Gate g_cb_gate;
 
 void timer_cb(sigval v) {
-    g_cb_tid.store(tt::gettid_());
+    g_cb_tid.store(gettid());
     g_cb_has_raw.store(tt::have_effective(CAP_NET_RAW));
     g_cb_runs++;
     if (v.sival_int == 1) g_cb_gate.wait();
@@ -481,7 +481,7 @@ void *survivor(void *) {
         if (!c.state.empty() && c.state[0] == 'Z') break;
         usleep(1000);
     }
-    std::printf("main thread %d has exited (zombie); calling from thread %d\n", g_main_pid, tt::gettid_());
+    std::printf("main thread %d has exited (zombie); calling from thread %d\n", g_main_pid, gettid());
     auto *sleepers = new pt::Sleepers(4);
     if (tt::drop_cap(CAP_NET_RAW) != 0) g_fail.add("capset: %s", strerror(errno));
     if (prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT) != 0) g_fail.add("PR_CAPBSET_DROP: %s", strerror(errno));

@@ -54,7 +54,7 @@ void parent_unaffected(const char *when, int cap) {
 // into the shim is the pthread_create of its threads.
 [[noreturn]] void child_body(bool with_threads, bool drop_first = true) {
     alarm(20);  // a hung child must not outlive the test
-    int self = tt::gettid_();
+    int self = gettid();
     if (self != getpid()) {
         std::printf("child: thread %d is not the child's main thread %d\n", self, getpid());
         std::fflush(stdout);

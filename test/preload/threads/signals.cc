@@ -57,7 +57,7 @@ void block_everything(bool via_sigprocmask) {
 
 void blocked_body(int slot) {
     block_everything(slot % 2);
-    g_block_tids[slot] = tt::gettid_();
+    g_block_tids[slot] = gettid();
     g_block_ready++;
     g_block_gate.wait();
 }
@@ -294,7 +294,7 @@ struct Blocking {
 } B;
 
 void *t_read(void *) {
-    B.tid_read = tt::gettid_();
+    B.tid_read = gettid();
     char c;
     errno = kSentinel;
     B.read_ret = read(B.pipe_r[0], &c, 1);
@@ -303,7 +303,7 @@ void *t_read(void *) {
 }
 
 void *t_futex(void *) {
-    B.tid_futex = tt::gettid_();
+    B.tid_futex = gettid();
     errno = kSentinel;
     while (B.fut.load() == 0) {
         long r = syscall(SYS_futex, &B.fut, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
@@ -321,7 +321,7 @@ void *t_futex(void *) {
 }
 
 void *t_cond(void *) {
-    B.tid_cond = tt::gettid_();
+    B.tid_cond = gettid();
     pthread_mutex_lock(&B.m);
     errno = kSentinel;
     while (!B.cond_go) {
@@ -335,7 +335,7 @@ void *t_cond(void *) {
 }
 
 void *t_sleep(void *) {
-    B.tid_sleep = tt::gettid_();
+    B.tid_sleep = gettid();
     while (!B.stop.load()) {
         timespec req = {0, 300 * 1000 * 1000}, rem;
         errno = kSentinel;
@@ -348,7 +348,7 @@ void *t_sleep(void *) {
 }
 
 void *t_epoll(void *) {
-    B.tid_epoll = tt::gettid_();
+    B.tid_epoll = gettid();
     epoll_event ev;
     for (;;) {
         errno = kSentinel;
@@ -368,7 +368,7 @@ void *t_epoll(void *) {
 }
 
 void *t_sigwait(void *) {
-    B.tid_sigwait = tt::gettid_();
+    B.tid_sigwait = gettid();
     sigset_t s;
     sigemptyset(&s);
     sigaddset(&s, SIGUSR2);
@@ -385,7 +385,7 @@ void *t_sigwait(void *) {
 }
 
 void *t_busy(void *) {
-    B.tid_busy = tt::gettid_();
+    B.tid_busy = gettid();
     int k = 1;
     while (!B.stop.load(std::memory_order_relaxed)) {
         errno = k;

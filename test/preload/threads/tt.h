@@ -33,8 +33,6 @@ extern "C" int capget(cap_user_header_t, cap_user_data_t);
 
 namespace tt {
 
-inline int gettid_() { return static_cast<int>(syscall(SYS_gettid)); }
-
 // ---- failures ----------------------------------------------------------------
 
 class Failures {
@@ -152,7 +150,7 @@ inline std::vector<int> task_tids() {
 // exiting thread's status file can open fine and then read empty, which
 // pt::read_thread turns into all-zero credentials (no State, no Name).
 inline std::string differences() {
-    pt::ThreadCreds mine = pt::read_thread(gettid_());
+    pt::ThreadCreds mine = pt::read_thread(gettid());
     std::string out;
     for (const pt::ThreadCreds &c : pt::read_all()) {
         if (c.state.empty()) continue;
@@ -193,7 +191,7 @@ inline void wait_blocked_in(int tid, long nr) {
 // the negative control it must differ (so that the tested thread is one the
 // shim had to reach).
 inline void expect_tid(Failures &f, pt::Expect expect, int tid, const char *label) {
-    pt::ThreadCreds mine = pt::read_thread(gettid_());
+    pt::ThreadCreds mine = pt::read_thread(gettid());
     pt::ThreadCreds t;
     try {
         t = pt::read_thread(tid);
