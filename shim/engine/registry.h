@@ -56,7 +56,16 @@ struct alignas(64) Slot {
     // Trampoline payload while reserved.
     void *(*start)(void *);
     void *arg;
+    // Where the thread's own signal handler last found it running user code
+    // -- that broadcast's seq and a digest of the interrupted registers --
+    // and how many broadcasts in a row have parked it there (see
+    // starved_by_parking in broadcast.cc).  Written and read only by that
+    // handler; a reused slot's stale values can cost one park, no more.
+    unsigned caught_seq;
+    unsigned unmoved_parks;
+    unsigned long caught_regs;
 };
+static_assert(sizeof(Slot) == 64, "one cache line per thread");
 
 Slot *at(int index);
 int high_water();

@@ -6,7 +6,12 @@
 // broadcast had already queued its signal takes that request before it runs
 // one instruction of its own.  An engine revision did exactly that; under
 // ASan the soak test's main thread then stopped for minutes, in the plain
-// build such threads ran at about a thousandth of their rate.  Here the main
+// build such threads ran at about a thousandth of their rate.  With four CPU
+// hogs beside it, this test still failed in 5 of 40 runs of one series (a
+// spinner with no progress at all): the main thread parked in every
+// broadcast, and a parked thread whose release found the next signal queued
+// parked again, up to hundreds of times in a row (see starved_by_parking in
+// broadcast.cc).  Here the main
 // thread and four pthreads spin, counting, while another thread makes 3,000
 // broadcasts back to back; every spinner's count must grow between the first
 // and the second third of them.  That is a liveness check, not a fairness
