@@ -470,10 +470,10 @@ inline constexpr unsigned kMaxUnmovedParks = 32;
 // 32 about 1.2 times.  A thread whose registers repeat by themselves (a
 // jump-to-self loop; or without a digest for this architecture) only loses
 // one park in 33.  Threads that park by choice have a registry slot of
-// their own (see "Who parks"), which is where the count is kept.
-[[gnu::noinline]] bool starved_by_parking(const Target *t, int me, unsigned seq, void *uc) {
-    registry::Slot *s = t->slot >= 0 ? registry::at(t->slot) : nullptr;
-    if (!s || s->tid() != me) return false;
+// their own (see "Who parks"), which is where the count is kept; `s` is
+// that slot, or nullptr for a thread without one (it never parks by choice).
+[[gnu::noinline]] bool starved_by_parking(registry::Slot *s, unsigned seq, void *uc) {
+    if (!s) return false;
     unsigned long digest = user_registers_digest(uc);
     bool unmoved = s->caught_seq == seq - 1 && s->caught_regs == digest;
     s->caught_seq = seq;
@@ -633,7 +633,12 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // when parking has left them no time to run (starved_by_parking).
     bool busy = interrupted_user_code(uc);
     bool park = t->park;
-    if (!park && busy && g_req.count.load(std::memory_order_relaxed) >= g_cpus) park = !starved_by_parking(t, me, seq, uc);
+    // The handler's own slot, if it has one: it cannot be freed under us,
+    // since we free it ourselves (as our start routine ends) and the
+    // broadcaster frees only the slots of threads that are gone.
+    registry::Slot *mine = t->slot >= 0 ? registry::at(t->slot) : nullptr;
+    if (mine && mine->tid() != me) mine = nullptr;
+    if (!park && busy && g_req.count.load(std::memory_order_relaxed) >= g_cpus) park = !starved_by_parking(mine, seq, uc);
     // Busy threads relay too.  With more spinning threads than CPUs, the
     // fair scheduler bills the caller for every microsecond it runs while
     // the spinners wait parked; a caller that sent all 64 signals itself
@@ -649,15 +654,9 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     } else {
         r = sys::call(c->nr, c->args[0], c->args[1], c->args[2], c->args[3], c->args[4], c->args[5]);
     }
-    if (t->slot >= 0) {
-        publish_child(t->slot);
-        // Children this thread creates from now on are born with the effect.
-        // Only our own slot: it cannot be freed under us, since we free it
-        // ourselves (as our start routine ends) and the broadcaster frees
-        // only the slots of threads that are gone.
-        registry::Slot *mine = registry::at(t->slot);
-        if (mine && mine->tid() == me) mine->applied.store(seq, std::memory_order_release);
-    }
+    if (t->slot >= 0) publish_child(t->slot);
+    // Children this thread creates from now on are born with the effect.
+    if (mine) mine->applied.store(seq, std::memory_order_release);
     if (park) g_req.parked.fetch_add(1, std::memory_order_relaxed);
     t->result.store(r, std::memory_order_relaxed);
     t->state.store(kDone, std::memory_order_release);
