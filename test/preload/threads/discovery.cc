@@ -507,7 +507,7 @@ int main(int argc, char **argv) {
     if (const char *why = tt::need_root_caps()) return pt::skip(why);
     std::string c = tt::arg_case(argc, argv);
     // Heap-allocated: main_exit's pthread_exit unwinds main's frame.
-    auto *wd = new pt::Watchdog(30, ("discovery " + c).c_str());
+    auto *wd = new pt::Watchdog(30, "discovery " + c);
     int rc;
     if (c == "pthread_before") rc = case_pthread_before();
     else if (c == "pthread_during") rc = case_pthread_during();

@@ -20,6 +20,7 @@
 // In every case the parent finally drops a capability itself, which gives the
 // negative control (no shim) its divergence.
 #include <pthread.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <thread>
@@ -236,7 +237,7 @@ int main(int argc, char **argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     if (const char *why = tt::need_root_caps()) return pt::skip(why);
     std::string c = tt::arg_case(argc, argv);
-    pt::Watchdog wd(40, ("forks " + c).c_str());
+    pt::Watchdog wd(40, "forks " + c);
     if (c == "fork_single") return case_fork(false, false);
     if (c == "fork_threads") return case_fork(true, false);
     if (c == "fork_from_thread") return case_fork(true, true);

@@ -496,7 +496,7 @@ int main(int argc, char **argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     if (const char *why = tt::need_root_caps()) return pt::skip(why);
     std::string c = tt::arg_case(argc, argv);
-    pt::Watchdog wd(40, ("signals " + c).c_str());
+    pt::Watchdog wd(40, "signals " + c);
     if (c == "blockall") return case_blockall();
     if (c == "rt_handlers") return case_rt_handlers();
     if (c == "glibc_concurrent") return case_glibc_concurrent();
